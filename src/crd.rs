@@ -1,0 +1,392 @@
+//! The `AlertReaction` custom resource (`karo.io/v1alpha1`).
+//!
+//! Two forms describe the Jobs a reaction creates, and both may be used at once:
+//! `actions`, the earlier Go implementation's form (one Job per action), and
+//! `jobTemplate`, a Kubernetes `JobTemplateSpec` used as the Job. Every string in
+//! either is a Handlebars template rendered with the alert.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Desired state of an `AlertReaction`.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "karo.io",
+    version = "v1alpha1",
+    kind = "AlertReaction",
+    plural = "alertreactions",
+    singular = "alertreaction",
+    shortname = "ar",
+    namespaced,
+    status = "AlertReactionStatus",
+    derive = "PartialEq",
+    printcolumn = r#"{"name":"Alert","type":"string","jsonPath":".spec.alertName"}"#,
+    printcolumn = r#"{"name":"Actions","type":"string","jsonPath":".spec.actions[*].name"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Last Triggered","type":"date","jsonPath":".status.lastTriggered"}"#,
+    printcolumn = r#"{"name":"Triggers","type":"integer","jsonPath":".status.triggerCount"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertReactionSpec {
+    /// The alert's `alertname` label must equal this.
+    #[schemars(length(min = 1))]
+    pub alert_name: String,
+
+    /// Further conditions on the alert's labels and annotations; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matchers: Vec<Matcher>,
+
+    /// One Job per action (the earlier implementation's form).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+
+    /// A Kubernetes JobTemplateSpec used as one more Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_template: Option<JobTemplate>,
+
+    /// Volumes available to every action.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+
+    /// Alert statuses that trigger the reaction.
+    #[serde(default = "default_trigger_on")]
+    #[schemars(default = "default_trigger_on")]
+    pub trigger_on: Vec<AlertStatus>,
+
+    /// After the reaction ran for an alert, later occurrences of the same alert
+    /// (same fingerprint) within this window are skipped. Example: `30s`, `10m`, `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub cooldown: Option<String>,
+
+    /// `Forbid`: no new Job while a Job of this reaction and action is still active.
+    #[serde(default)]
+    #[schemars(default = "ConcurrencyPolicy::default")]
+    pub concurrency_policy: ConcurrencyPolicy,
+
+    /// Matched, but nothing is created.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub suspend: bool,
+
+    /// Everything is rendered and recorded, nothing is created.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dry_run: bool,
+
+    /// Overrides the configured `jobDefaults.ttlSecondsAfterFinished`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i32>,
+
+    /// Overrides the configured `jobDefaults.backoffLimit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub backoff_limit: Option<i32>,
+
+    /// Overrides the configured `jobDefaults.activeDeadlineSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn default_trigger_on() -> Vec<AlertStatus> {
+    vec![AlertStatus::Firing]
+}
+
+/// A condition on one label or annotation, with Prometheus/Alertmanager semantics.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct Matcher {
+    /// A label name, or `annotations.<key>` for an annotation.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// One of `=`, `!=`, `=~`, `!~`.
+    pub operator: MatchOperator,
+    /// The value, or a regular expression (fully anchored) for `=~` and `!~`.
+    pub value: String,
+}
+
+/// Prometheus matcher operators.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum MatchOperator {
+    #[serde(rename = "=")]
+    Equal,
+    #[serde(rename = "!=")]
+    NotEqual,
+    #[serde(rename = "=~")]
+    RegexMatch,
+    #[serde(rename = "!~")]
+    RegexNotMatch,
+}
+
+impl MatchOperator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchOperator::Equal => "=",
+            MatchOperator::NotEqual => "!=",
+            MatchOperator::RegexMatch => "=~",
+            MatchOperator::RegexNotMatch => "!~",
+        }
+    }
+}
+
+/// Alert status as Alertmanager reports it.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    #[default]
+    Firing,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// As in CronJob.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    #[default]
+    Allow,
+    Forbid,
+}
+
+/// One Job of the earlier implementation's form.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    /// Name of the action; part of the Job's name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Container image.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
+    /// Service account the Job's pod runs as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+}
+
+/// An environment variable of an action's container.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// A template rendered with the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvVarSource>,
+}
+
+/// Where an environment variable's value comes from.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVarSource {
+    /// A field of the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_ref: Option<AlertFieldSelector>,
+    /// A key of a ConfigMap, passed to the pod as a native `valueFrom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<KeySelector>,
+    /// A key of a Secret, passed to the pod as a native `valueFrom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<KeySelector>,
+}
+
+/// Selects a field of the alert: `labels.<name>`, `annotations.<name>`, `status`,
+/// `startsAt`, `endsAt`, `fingerprint`, `generatorURL`, or `.` for the whole alert as JSON.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertFieldSelector {
+    #[schemars(length(min = 1))]
+    pub field_path: String,
+}
+
+/// A key of a ConfigMap or Secret.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct KeySelector {
+    pub name: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+/// Compute resources of an action's container.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ResourceRequirements {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, String>,
+}
+
+/// Mounts one of the reaction's volumes into an action's container.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMount {
+    /// Must name a volume in `spec.volumes`.
+    pub name: String,
+    pub mount_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+}
+
+/// A volume available to every action of the reaction.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapVolumeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretVolumeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<EmptyDirVolumeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<PersistentVolumeClaimVolumeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<HostPathVolumeSource>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapVolumeSource {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_mode: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretVolumeSource {
+    pub secret_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_mode: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmptyDirVolumeSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistentVolumeClaimVolumeSource {
+    pub claim_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostPathVolumeSource {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+    pub type_: Option<String>,
+}
+
+/// A Kubernetes `JobTemplateSpec`. Its contents are kept as written: every string
+/// in them is a template, and the API server validates the Job that results.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct JobTemplate {
+    /// Labels and annotations added to the Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub metadata: Option<Value>,
+    /// A Kubernetes `JobSpec`.
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub spec: Value,
+}
+
+fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// Observed state of an `AlertReaction`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertReactionStatus {
+    /// The generation the `Ready` condition describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`: whether the reaction is valid and can fire.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// When the reaction last created (or, in dry run, rendered) Jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_triggered: Option<Time>,
+    /// How many alert occurrences triggered the reaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_count: Option<i64>,
+    /// The Jobs created by the last trigger.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_jobs_created: Vec<JobReference>,
+}
+
+/// A Job created by a reaction.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobReference {
+    pub name: String,
+    pub namespace: String,
+    pub action_name: String,
+    pub created_at: Time,
+}
+
+/// The CRD as YAML, as `karo crd` prints it and as it is committed under
+/// `config/crd/` and `charts/karo/crds/`.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(&AlertReaction::crd())
+}
+
+impl AlertReactionSpec {
+    /// Names of the Jobs' sources, in creation order: each action's name, then
+    /// `job` for the `jobTemplate` Job.
+    pub fn action_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.actions.iter().map(|a| a.name.as_str()).collect();
+        if self.job_template.is_some() {
+            names.push(JOB_TEMPLATE_ACTION);
+        }
+        names
+    }
+}
+
+/// The action name that the `jobTemplate` Job carries in its name and labels.
+pub const JOB_TEMPLATE_ACTION: &str = "job";
