@@ -1,0 +1,430 @@
+//! Karo's configuration: built-in defaults, then the config file, then
+//! `KARO_<KEY>` environment variables (`__` between levels) and the seed's
+//! `LOG_LEVEL` / `WEBHOOK_PORT`, then command-line flags. Later layers win.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Where the config file is looked for when neither `--config` nor `KARO_CONFIG` names one.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/karo/config.yaml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Config {
+    /// `trace`, `debug`, `info`, `warn`, `error`, or a tracing filter directive.
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub http: HttpConfig,
+    pub webhook: WebhookConfig,
+    /// Namespaces whose AlertReactions are watched; empty means all.
+    pub namespaces: Vec<String>,
+    /// Render and record every Job, create none.
+    pub dry_run: bool,
+    pub job_defaults: JobDefaults,
+    /// A Handlebars Job skeleton that replaces the built-in `templates/job.yaml`.
+    pub job_template_file: Option<PathBuf>,
+    pub limits: Limits,
+    pub policy: Policy,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            http: HttpConfig::default(),
+            webhook: WebhookConfig::default(),
+            namespaces: Vec::new(),
+            dry_run: false,
+            job_defaults: JobDefaults::default(),
+            job_template_file: None,
+            limits: Limits::default(),
+            policy: Policy::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Port of the plain HTTP listener (webhook, health, metrics, reload).
+    pub port: u16,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { port: 8080 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Path of the webhook; `<path>/<receiver>` is served too.
+    pub path: String,
+    /// Port of the HTTPS webhook listener (with `tls.enabled`).
+    pub port: u16,
+    /// Bodies larger than this are refused with 413.
+    pub max_body_bytes: u64,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            path: "/webhook".into(),
+            port: 9443,
+            max_body_bytes: 4 * 1024 * 1024,
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AuthConfig {
+    #[serde(rename = "type")]
+    pub kind: AuthType,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthType {
+    #[default]
+    None,
+    Basic,
+    Bearer,
+}
+
+/// Defaults applied to every Job unless its reaction or template sets them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct JobDefaults {
+    pub ttl_seconds_after_finished: Option<i32>,
+    pub backoff_limit: Option<i32>,
+    pub active_deadline_seconds: Option<i64>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for JobDefaults {
+    fn default() -> Self {
+        JobDefaults {
+            ttl_seconds_after_finished: Some(300),
+            backoff_limit: None,
+            active_deadline_seconds: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Limits {
+    /// Global circuit breaker: at most this many Jobs per minute (0: unlimited).
+    pub max_jobs_per_minute: u32,
+    /// Job creations of one notification in flight at once.
+    pub max_concurrent_creates: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_jobs_per_minute: 0,
+            max_concurrent_creates: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Policy {
+    /// Whether reactions may mount `hostPath` volumes.
+    pub allow_host_path: bool,
+    /// Service accounts Jobs may run as; empty means any.
+    pub allowed_service_accounts: Vec<String>,
+    /// Whether Jobs may run privileged containers.
+    pub allow_privileged: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            // The earlier implementation allowed hostPath; its manifests keep working.
+            allow_host_path: true,
+            allowed_service_accounts: Vec::new(),
+            allow_privileged: false,
+        }
+    }
+}
+
+/// Settings given on the command line; they form the last layer.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOverride>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HttpOverride {
+    pub port: u16,
+}
+
+/// The error of loading a config: names the key and the layer it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn from_figment(e: figment::Error) -> Self {
+        let mut parts = Vec::new();
+        for err in e {
+            let key = if err.path.is_empty() {
+                String::new()
+            } else {
+                format!("key `{}`: ", err.path.join("."))
+            };
+            let source = err
+                .metadata
+                .as_ref()
+                .map(|m| {
+                    let mut s = format!(" (from {}", m.name);
+                    if let Some(src) = &m.source {
+                        s.push_str(&format!(" {src}"));
+                    }
+                    s.push(')');
+                    s
+                })
+                .unwrap_or_default();
+            parts.push(format!("{key}{}{source}", err.kind));
+        }
+        ConfigError(parts.join("; "))
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Builds the layered configuration: defaults, the config file (when given),
+/// environment variables, then command-line overrides.
+pub fn figment(file: Option<&Path>, overrides: &Overrides) -> Figment {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = file {
+        fig = fig.merge(Yaml::file_exact(path));
+    }
+    fig.merge(
+        Env::prefixed("KARO_")
+            .ignore(&["CONFIG"])
+            .split("__")
+            .map(|k| camel_case_key(k.as_str()).into()),
+    )
+    .merge(Env::raw().only(&["LOG_LEVEL"]).map(|_| "logLevel".into()))
+    .merge(
+        Env::raw()
+            .only(&["WEBHOOK_PORT"])
+            .map(|_| "webhook.port".into()),
+    )
+    .merge(Serialized::defaults(overrides))
+}
+
+/// The config file to read: `--config`, else `KARO_CONFIG`, else the default
+/// location, which alone may be absent.
+pub fn config_file(flag: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
+    let named = flag
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("KARO_CONFIG").map(PathBuf::from));
+    match named {
+        Some(path) if path.exists() => Ok(Some(path)),
+        Some(path) => Err(ConfigError(format!(
+            "config file {} does not exist",
+            path.display()
+        ))),
+        None => {
+            let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+            Ok(default.exists().then_some(default))
+        }
+    }
+}
+
+/// Loads and validates the configuration.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let path = config_file(file)?;
+    let config: Config = figment(path.as_deref(), overrides)
+        .extract()
+        .map_err(ConfigError::from_figment)?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// `WEBHOOK__MAX_BODY_BYTES` -> `webhook.maxBodyBytes`: env keys arrive
+/// upper-case with `.` between levels; YAML keys are camelCase.
+fn camel_case_key(key: &str) -> String {
+    key.split('.')
+        .map(|part| {
+            let mut out = String::new();
+            let mut upper = false;
+            for c in part.chars() {
+                if c == '_' {
+                    upper = true;
+                } else if upper {
+                    out.extend(c.to_uppercase());
+                    upper = false;
+                } else {
+                    out.extend(c.to_lowercase());
+                }
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+impl Config {
+    /// Checks values that types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if !self.webhook.path.starts_with('/') {
+            problems.push(format!(
+                "key `webhook.path`: must start with `/`, got {:?}",
+                self.webhook.path
+            ));
+        }
+        if self.webhook.path.len() > 1 && self.webhook.path.ends_with('/') {
+            problems.push("key `webhook.path`: must not end with `/`".to_string());
+        }
+        if self.webhook.max_body_bytes == 0 {
+            problems.push("key `webhook.maxBodyBytes`: must be greater than 0".to_string());
+        }
+        if self.limits.max_concurrent_creates == 0 {
+            problems.push("key `limits.maxConcurrentCreates`: must be greater than 0".to_string());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            problems.push(format!(
+                "key `logLevel`: {:?} is not a level or filter: {e}",
+                self.log_level
+            ));
+        }
+        if self.webhook.tls.enabled
+            && (self.webhook.tls.cert_file.is_none() || self.webhook.tls.key_file.is_none())
+        {
+            problems.push(
+                "key `webhook.tls`: `certFile` and `keyFile` are required when `enabled` is true"
+                    .to_string(),
+            );
+        }
+        if let Some(v) = self.job_defaults.ttl_seconds_after_finished {
+            if v < 0 {
+                problems.push(
+                    "key `jobDefaults.ttlSecondsAfterFinished`: must not be negative".to_string(),
+                );
+            }
+        }
+        if let Some(v) = self.job_defaults.backoff_limit {
+            if v < 0 {
+                problems.push("key `jobDefaults.backoffLimit`: must not be negative".to_string());
+            }
+        }
+        if let Some(v) = self.job_defaults.active_deadline_seconds {
+            if v <= 0 {
+                problems.push(
+                    "key `jobDefaults.activeDeadlineSeconds`: must be greater than 0".to_string(),
+                );
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems.join("; ")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_keys_become_camel_case_paths() {
+        assert_eq!(
+            camel_case_key("WEBHOOK.MAX_BODY_BYTES"),
+            "webhook.maxBodyBytes"
+        );
+        assert_eq!(camel_case_key("LOG_LEVEL"), "logLevel");
+        assert_eq!(
+            camel_case_key("JOB_DEFAULTS.TTL_SECONDS_AFTER_FINISHED"),
+            "jobDefaults.ttlSecondsAfterFinished"
+        );
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "config.yaml",
+                "logLevel: debug\nwebhook:\n  path: /hooks\nhttp:\n  port: 9000\n",
+            )?;
+            jail.set_env("KARO_HTTP__PORT", "9100");
+            jail.set_env("WEBHOOK_PORT", "9555");
+            let path = jail.directory().join("config.yaml");
+            let c = load(Some(&path), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.log_level, "debug");
+            assert_eq!(c.webhook.path, "/hooks");
+            assert_eq!(c.http.port, 9100);
+            assert_eq!(c.webhook.port, 9555);
+            let o = Overrides {
+                http: Some(HttpOverride { port: 9200 }),
+                ..Default::default()
+            };
+            let c = load(Some(&path), &o).map_err(|e| e.to_string())?;
+            assert_eq!(c.http.port, 9200);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("config.yaml", "webhook:\n  pth: /x\n")?;
+            let path = jail.directory().join("config.yaml");
+            let err = load(Some(&path), &Overrides::default())
+                .err()
+                .ok_or("expected an error")?;
+            let msg = err.to_string();
+            assert!(msg.contains("pth"), "{msg}");
+            assert!(msg.contains("config.yaml"), "{msg}");
+            Ok(())
+        });
+    }
+}

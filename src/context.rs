@@ -1,0 +1,65 @@
+//! The state shared by the webhook, the reactor and the controller.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+
+use crate::config::Config;
+use crate::index::ReactionIndex;
+use crate::jobs::Skeleton;
+use crate::metrics::Metrics;
+use crate::render::Renderer;
+
+/// A configuration in effect, with what is derived from it.
+pub struct Runtime {
+    pub config: Config,
+    pub skeleton: Skeleton,
+}
+
+/// One per process, shared as `Arc<Context>`.
+pub struct Context {
+    pub client: Client,
+    pub runtime: ArcSwap<Runtime>,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub renderer: Renderer,
+    pub index: ReactionIndex,
+    synced: AtomicBool,
+}
+
+impl Context {
+    pub fn new(client: Client, runtime: Runtime, metrics: Metrics) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: "karo".into(),
+            instance: std::env::var("POD_NAME")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok()),
+        };
+        Arc::new(Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            renderer: Renderer::new(),
+            index: ReactionIndex::default(),
+            synced: AtomicBool::new(false),
+        })
+    }
+
+    /// The configuration in effect now.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Whether the AlertReaction cache has synced.
+    pub fn is_ready(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    pub fn set_synced(&self, synced: bool) {
+        self.synced.store(synced, Ordering::Release);
+    }
+}

@@ -1,0 +1,493 @@
+//! From a compiled reaction, one of its Job sources and an alert to the Job that
+//! Karo creates. Pure: no API client.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::alert::{Alert, Notification};
+use crate::config::JobDefaults;
+use crate::crd::{Action, JobTemplate, Volume};
+use crate::reaction::{CompiledReaction, JobSource, SourceKind};
+use crate::render::{self, RenderError, Renderer, TemplateTree};
+
+/// The built-in Job skeleton, `templates/job.yaml`.
+pub const DEFAULT_SKELETON: &str = include_str!("../templates/job.yaml");
+
+/// Kubernetes' limit on the total size of an object's annotations.
+const ANNOTATIONS_LIMIT: usize = 256 * 1024;
+/// Room left for annotations added after Karo's (by defaults or the template).
+const ALERT_LABELS_BUDGET: usize = 64 * 1024;
+
+pub const LABEL_REACTION: &str = "karo.io/reaction";
+pub const LABEL_ACTION: &str = "karo.io/action";
+pub const LABEL_FINGERPRINT: &str = "karo.io/fingerprint";
+/// Identifies one alert occurrence (fingerprint, start, status) across actions.
+pub const LABEL_OCCURRENCE: &str = "karo.io/occurrence";
+
+/// The parsed Job skeleton.
+#[derive(Debug)]
+pub struct Skeleton {
+    tree: TemplateTree,
+}
+
+/// Why a Job could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Render(#[from] RenderError),
+    #[error("{field}: the rendered Job is not valid: {message}")]
+    Invalid { field: String, message: String },
+}
+
+impl Skeleton {
+    /// Parses a skeleton: YAML first, then each string compiled as a template.
+    pub fn parse(yaml: &str, origin: &str) -> Result<Self, String> {
+        let value: Value =
+            serde_yaml::from_str(yaml).map_err(|e| format!("{origin}: not valid YAML: {e}"))?;
+        if !value.is_object() {
+            return Err(format!("{origin}: must be a YAML mapping (a Job)"));
+        }
+        let tree = TemplateTree::compile(&value, origin).map_err(|e| e.to_string())?;
+        Ok(Skeleton { tree })
+    }
+
+    pub fn builtin() -> Result<Self, String> {
+        Self::parse(DEFAULT_SKELETON, "templates/job.yaml")
+    }
+
+    /// Static check of the skeleton's templates.
+    pub fn validate(&self, renderer: &Renderer) -> Result<(), String> {
+        self.tree.validate(renderer).map_err(|e| e.to_string())
+    }
+}
+
+/// Deterministic Job name `<reaction>-<action>-<hash>`: valid DNS-1123, at most
+/// 63 characters. The hash covers the reaction's UID, the action, and the alert
+/// occurrence, so every delivery of the same occurrence names the same Job.
+pub fn job_name(reaction: &CompiledReaction, action: &str, alert: &Alert) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        reaction.uid.as_str(),
+        action,
+        alert.fingerprint.as_str(),
+        &canonical_time(&alert.starts_at),
+        alert.status.as_str(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let hash = hex(&h.finalize()[..5]);
+    let prefix = format!("{}-{}", sanitize_name(&reaction.name), sanitize_name(action));
+    let mut prefix: String = prefix.chars().take(63 - 1 - hash.len()).collect();
+    while prefix.ends_with('-') {
+        prefix.pop();
+    }
+    if prefix.is_empty() {
+        format!("karo-{hash}")
+    } else {
+        format!("{prefix}-{hash}")
+    }
+}
+
+/// Identifies an alert occurrence: the same alert (fingerprint), the same start,
+/// the same status.
+pub fn occurrence_id(alert: &Alert) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        alert.fingerprint.as_str(),
+        &canonical_time(&alert.starts_at),
+        alert.status.as_str(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex(&h.finalize()[..8])
+}
+
+/// Alertmanager peers may format the same instant differently; hash the instant.
+fn canonical_time(s: &str) -> String {
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_nanosecond().to_string())
+        .unwrap_or_else(|_| s.to_string())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lower-case DNS-1123 characters only, runs of others collapsed to `-`.
+fn sanitize_name(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// A valid label value: at most 63 characters of `[A-Za-z0-9._-]`, beginning and
+/// ending with an alphanumeric (or empty).
+pub fn sanitize_label_value(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(63)
+        .collect();
+    while out.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
+        out.pop();
+    }
+    let start = out
+        .find(|c: char| c.is_ascii_alphanumeric())
+        .unwrap_or(out.len());
+    out[start..].to_string()
+}
+
+/// Everything a Job is built from.
+pub struct JobInput<'a> {
+    pub reaction: &'a CompiledReaction,
+    pub source: &'a JobSource,
+    pub alert: &'a Alert,
+    pub notification: &'a Notification,
+    pub renderer: &'a Renderer,
+    pub skeleton: &'a Skeleton,
+    pub defaults: &'a JobDefaults,
+}
+
+/// Renders and assembles the Job.
+pub fn build_job(input: &JobInput) -> Result<Job, BuildError> {
+    let JobInput {
+        reaction,
+        source,
+        alert,
+        notification,
+        renderer,
+        skeleton,
+        defaults,
+    } = *input;
+    let ctx = render::context(
+        alert,
+        notification,
+        &reaction.name,
+        &reaction.namespace,
+        &source.action_name,
+    );
+    let base = skeleton.tree.render(renderer, &ctx)?;
+    let rendered = source.tree.render(renderer, &ctx)?;
+    let fragment = match source.kind {
+        SourceKind::Action(i) => {
+            let field = format!("spec.actions[{i}]");
+            let mut action: Action =
+                serde_json::from_value(rendered).map_err(|e| BuildError::Invalid {
+                    field: field.clone(),
+                    message: e.to_string(),
+                })?;
+            // The name identifies the action in Job names, labels and status: never rendered.
+            action.name = source.action_name.clone();
+            action_fragment(&action, &reaction.spec.volumes, alert)
+        }
+        SourceKind::JobTemplate => {
+            let jt: JobTemplate =
+                serde_json::from_value(rendered).map_err(|e| BuildError::Invalid {
+                    field: "spec.jobTemplate".into(),
+                    message: e.to_string(),
+                })?;
+            let mut v = Map::new();
+            if let Some(m) = jt.metadata {
+                v.insert("metadata".into(), m);
+            }
+            v.insert("spec".into(), jt.spec);
+            Value::Object(v)
+        }
+    };
+
+    let mut job = base.clone();
+    deep_merge(&mut job, fragment);
+    // Karo's own labels cannot be overridden by a template: they are how Karo
+    // finds its Jobs again (cooldown, concurrency, kubectl selectors).
+    for path in ["/metadata/labels", "/spec/template/metadata/labels"] {
+        if let Some(Value::Object(own)) = base.pointer(path) {
+            if let Some(Value::Object(labels)) = job.pointer_mut(path) {
+                for (k, v) in own {
+                    labels.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    finish(&mut job, reaction, &source.action_name, alert, defaults)?;
+    let name = job.pointer("/metadata/name").cloned();
+    serde_json::from_value::<Job>(job).map_err(|e| BuildError::Invalid {
+        field: match name {
+            Some(Value::String(n)) => format!("Job {n}"),
+            _ => "Job".into(),
+        },
+        message: e.to_string(),
+    })
+}
+
+/// The Job fragment of an earlier-form action: one container, the reaction's volumes.
+fn action_fragment(action: &Action, volumes: &[Volume], alert: &Alert) -> Value {
+    let env: Vec<Value> = action
+        .env
+        .iter()
+        .map(|e| {
+            let mut out = json!({ "name": e.name });
+            if let Some(v) = &e.value {
+                out["value"] = json!(v);
+            }
+            if let Some(from) = &e.value_from {
+                if let Some(r) = &from.alert_ref {
+                    out["value"] = json!(alert_field(alert, &r.field_path));
+                } else if let Some(r) = &from.config_map_key_ref {
+                    out["valueFrom"] = json!({ "configMapKeyRef": r });
+                } else if let Some(r) = &from.secret_key_ref {
+                    out["valueFrom"] = json!({ "secretKeyRef": r });
+                }
+            }
+            out
+        })
+        .collect();
+    let mut container = json!({
+        "name": container_name(&action.name),
+        "image": action.image,
+    });
+    if !action.command.is_empty() {
+        container["command"] = json!(action.command);
+    }
+    if !action.args.is_empty() {
+        container["args"] = json!(action.args);
+    }
+    if !env.is_empty() {
+        container["env"] = Value::Array(env);
+    }
+    if let Some(r) = &action.resources {
+        container["resources"] = json!(r);
+    }
+    if !action.volume_mounts.is_empty() {
+        container["volumeMounts"] = json!(action.volume_mounts);
+    }
+    let mut pod = json!({ "containers": [container] });
+    if !volumes.is_empty() {
+        pod["volumes"] = json!(volumes);
+    }
+    if let Some(sa) = &action.service_account {
+        pod["serviceAccountName"] = json!(sa);
+    }
+    json!({ "spec": { "template": { "spec": pod } } })
+}
+
+fn container_name(action: &str) -> String {
+    let mut n: String = sanitize_name(action).chars().take(63).collect();
+    while n.ends_with('-') {
+        n.pop();
+    }
+    if n.is_empty() {
+        "action".into()
+    } else {
+        n
+    }
+}
+
+/// The value of `env[].valueFrom.alertRef.fieldPath`; a missing label or
+/// annotation is the empty string.
+pub fn alert_field(alert: &Alert, path: &str) -> String {
+    match path {
+        "." => alert.to_json().to_string(),
+        "status" => alert.status.as_str().to_string(),
+        "startsAt" => alert.starts_at.clone(),
+        "endsAt" => alert.ends_at.clone(),
+        "fingerprint" => alert.fingerprint.clone(),
+        "generatorURL" => alert.generator_url.clone(),
+        _ => {
+            if let Some(k) = path.strip_prefix("labels.") {
+                alert.labels.get(k).cloned().unwrap_or_default()
+            } else if let Some(k) = path.strip_prefix("annotations.") {
+                alert.annotations.get(k).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        }
+    }
+}
+
+/// Maps merge key by key; anything else in `over` replaces what is in `base`.
+fn deep_merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => deep_merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Name, namespace, owner, Karo's bookkeeping labels, and the Job defaults.
+fn finish(
+    job: &mut Value,
+    reaction: &CompiledReaction,
+    action: &str,
+    alert: &Alert,
+    defaults: &JobDefaults,
+) -> Result<(), BuildError> {
+    let invalid = |field: &str, message: &str| BuildError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    };
+    let Value::Object(root) = job else {
+        return Err(invalid("Job", "the skeleton is not a mapping"));
+    };
+    root.insert("apiVersion".into(), json!("batch/v1"));
+    root.insert("kind".into(), json!("Job"));
+    let meta = object_at(root, "metadata").ok_or_else(|| invalid("metadata", "not a mapping"))?;
+    meta.insert("name".into(), json!(job_name(reaction, action, alert)));
+    meta.insert("namespace".into(), json!(reaction.namespace));
+    meta.insert(
+        "ownerReferences".into(),
+        json!([{
+            "apiVersion": "karo.io/v1alpha1",
+            "kind": "AlertReaction",
+            "name": reaction.name,
+            "uid": reaction.uid,
+            "controller": true,
+        }]),
+    );
+    {
+        let labels = object_at(meta, "labels")
+            .ok_or_else(|| invalid("metadata.labels", "not a mapping"))?;
+        for (k, v) in &defaults.labels {
+            labels.entry(k.clone()).or_insert_with(|| json!(v));
+        }
+        labels.insert(LABEL_OCCURRENCE.into(), json!(occurrence_id(alert)));
+        sanitize_labels(labels);
+    }
+    {
+        let annotations = object_at(meta, "annotations")
+            .ok_or_else(|| invalid("metadata.annotations", "not a mapping"))?;
+        for (k, v) in &defaults.annotations {
+            annotations.entry(k.clone()).or_insert_with(|| json!(v));
+        }
+        let size: usize = annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
+        if size > ANNOTATIONS_LIMIT - ALERT_LABELS_BUDGET {
+            // Alert labels are also on the alert's labels; keep the Job creatable.
+            annotations.insert(
+                "karo.io/alert-labels".into(),
+                json!("{\"truncated\":\"alert labels exceed the annotation size limit\"}"),
+            );
+        }
+    }
+
+    let spec = object_at(root, "spec").ok_or_else(|| invalid("spec", "not a mapping"))?;
+    let overrides = [
+        (
+            "ttlSecondsAfterFinished",
+            reaction
+                .spec
+                .ttl_seconds_after_finished
+                .map(i64::from)
+                .or(defaults.ttl_seconds_after_finished.map(i64::from)),
+        ),
+        (
+            "backoffLimit",
+            reaction
+                .spec
+                .backoff_limit
+                .map(i64::from)
+                .or(defaults.backoff_limit.map(i64::from)),
+        ),
+        (
+            "activeDeadlineSeconds",
+            reaction
+                .spec
+                .active_deadline_seconds
+                .or(defaults.active_deadline_seconds),
+        ),
+    ];
+    for (key, value) in overrides {
+        if let Some(v) = value {
+            spec.entry(key.to_string()).or_insert_with(|| json!(v));
+        }
+    }
+    let template =
+        object_at(spec, "template").ok_or_else(|| invalid("spec.template", "not a mapping"))?;
+    {
+        let tmeta = object_at(template, "metadata")
+            .ok_or_else(|| invalid("spec.template.metadata", "not a mapping"))?;
+        if let Some(labels) = object_at(tmeta, "labels") {
+            sanitize_labels(labels);
+        }
+    }
+    let pod = object_at(template, "spec")
+        .ok_or_else(|| invalid("spec.template.spec", "not a mapping"))?;
+    pod.entry("restartPolicy".to_string())
+        .or_insert_with(|| json!("Never"));
+    Ok(())
+}
+
+/// The mapping at `key`, created when absent; `None` when it is not a mapping.
+fn object_at<'a>(m: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
+    let entry = m
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if entry.is_null() {
+        *entry = Value::Object(Map::new());
+    }
+    entry.as_object_mut()
+}
+
+fn sanitize_labels(labels: &mut Map<String, Value>) {
+    for v in labels.values_mut() {
+        if let Value::String(s) = v {
+            let clean = sanitize_label_value(s);
+            if clean != *s {
+                *s = clean;
+            }
+        }
+    }
+}
+
+/// A Job's labels as a map, for selectors.
+pub fn labels_of(job: &Job) -> BTreeMap<String, String> {
+    job.metadata.labels.clone().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_sanitised() {
+        assert_eq!(sanitize_label_value("HighCPU"), "HighCPU");
+        assert_eq!(sanitize_label_value("a b/c"), "a_b_c");
+        assert_eq!(sanitize_label_value("-x-"), "x");
+        assert_eq!(sanitize_label_value(&"a".repeat(100)).len(), 63);
+        assert_eq!(sanitize_label_value("{{x}}"), "x");
+        assert_eq!(sanitize_label_value("\n  hostPath:"), "hostPath");
+    }
+
+    #[test]
+    fn names_are_dns1123() {
+        assert_eq!(sanitize_name("High_CPU.Reaction"), "high-cpu-reaction");
+        assert_eq!(container_name("--"), "action");
+    }
+}

@@ -1,0 +1,422 @@
+//! Matching alerts against an `AlertReaction`'s matchers, with Prometheus and
+//! Alertmanager semantics.
+//!
+//! - A label or annotation the alert does not have is the empty string, so
+//!   `severity!="critical"` and `severity=""` both match an alert without `severity`.
+//! - Regular expressions are fully anchored: the whole value must match.
+//!
+//! The reaction's `alertName` is not part of a [`MatcherSet`]: the reactor finds
+//! reactions through an index keyed by alert name and checks it with
+//! [`alert_name_matches`].
+
+use std::fmt;
+
+use regex::Regex;
+
+use crate::alert::Alert;
+use crate::crd::{MatchOperator, Matcher};
+
+/// Prefix of a matcher `name` that selects an annotation instead of a label.
+pub const ANNOTATION_PREFIX: &str = "annotations.";
+
+/// A matcher that is wrong, naming its place in the `AlertReaction`.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+#[error("spec.matchers[{index}].{field}: {message}")]
+pub struct MatcherError {
+    /// Position in `spec.matchers`.
+    pub index: usize,
+    /// The matcher's field that is wrong: `name` or `value`.
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl MatcherError {
+    /// The `Ready` condition's reason.
+    pub fn reason(&self) -> &'static str {
+        "InvalidMatcher"
+    }
+}
+
+/// What a matcher looks at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    Label(String),
+    Annotation(String),
+}
+
+/// A matcher ready to test alerts: its regular expression is compiled once.
+#[derive(Clone, Debug)]
+pub struct CompiledMatcher {
+    name: String,
+    target: Target,
+    operator: MatchOperator,
+    value: String,
+    regex: Option<Regex>,
+}
+
+impl CompiledMatcher {
+    /// Compiles one matcher. Errors carry index 0; [`MatcherSet::compile`] sets the
+    /// matcher's real position.
+    pub fn compile(m: &Matcher) -> Result<Self, MatcherError> {
+        Self::compile_at(m, 0)
+    }
+
+    fn compile_at(m: &Matcher, index: usize) -> Result<Self, MatcherError> {
+        let error = |field, message: String| MatcherError {
+            index,
+            field,
+            message,
+        };
+        let target = match m.name.strip_prefix(ANNOTATION_PREFIX) {
+            Some("") => {
+                return Err(error(
+                    "name",
+                    format!("annotation key missing after {ANNOTATION_PREFIX:?}"),
+                ))
+            }
+            Some(key) => Target::Annotation(key.to_owned()),
+            None if m.name.is_empty() => return Err(error("name", "must not be empty".into())),
+            None => Target::Label(m.name.clone()),
+        };
+        let regex = match m.operator {
+            MatchOperator::Equal | MatchOperator::NotEqual => None,
+            MatchOperator::RegexMatch | MatchOperator::RegexNotMatch => {
+                Some(anchored_regex(&m.value).map_err(|e| {
+                    error(
+                        "value",
+                        format!("invalid regular expression {:?}: {e}", m.value),
+                    )
+                })?)
+            }
+        };
+        Ok(CompiledMatcher {
+            name: m.name.clone(),
+            target,
+            operator: m.operator,
+            value: m.value.clone(),
+            regex,
+        })
+    }
+
+    /// A matcher on the `alertname` label, for callers that want `alertName` checked
+    /// together with the other matchers.
+    pub fn alert_name(name: &str) -> Self {
+        CompiledMatcher {
+            name: "alertname".to_owned(),
+            target: Target::Label("alertname".to_owned()),
+            operator: MatchOperator::Equal,
+            value: name.to_owned(),
+            regex: None,
+        }
+    }
+
+    pub fn matches(&self, alert: &Alert) -> bool {
+        let actual = match &self.target {
+            Target::Label(name) => alert.labels.get(name),
+            Target::Annotation(key) => alert.annotations.get(key),
+        }
+        .map_or("", String::as_str);
+        match (self.operator, &self.regex) {
+            (MatchOperator::Equal, _) => actual == self.value,
+            (MatchOperator::NotEqual, _) => actual != self.value,
+            (MatchOperator::RegexMatch, Some(re)) => re.is_match(actual),
+            (MatchOperator::RegexNotMatch, Some(re)) => !re.is_match(actual),
+            // compile_at always sets a regex for the regex operators.
+            (MatchOperator::RegexMatch | MatchOperator::RegexNotMatch, None) => false,
+        }
+    }
+}
+
+/// Shown as Alertmanager prints matchers: `severity=~"crit.*"`.
+impl fmt::Display for CompiledMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}{:?}", self.name, self.operator.as_str(), self.value)
+    }
+}
+
+/// All of a reaction's matchers; an alert matches when every one holds.
+#[derive(Clone, Debug, Default)]
+pub struct MatcherSet(Vec<CompiledMatcher>);
+
+impl MatcherSet {
+    /// Compiles `spec.matchers`; the first wrong matcher is the error.
+    pub fn compile(ms: &[Matcher]) -> Result<Self, MatcherError> {
+        ms.iter()
+            .enumerate()
+            .map(|(i, m)| CompiledMatcher::compile_at(m, i))
+            .collect::<Result<_, _>>()
+            .map(MatcherSet)
+    }
+
+    /// Compiles `spec.matchers`, reporting every wrong matcher.
+    pub fn compile_all(ms: &[Matcher]) -> Result<Self, Vec<MatcherError>> {
+        let mut compiled = Vec::with_capacity(ms.len());
+        let mut errors = Vec::new();
+        for (i, m) in ms.iter().enumerate() {
+            match CompiledMatcher::compile_at(m, i) {
+                Ok(c) => compiled.push(c),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(MatcherSet(compiled))
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn matches(&self, alert: &Alert) -> bool {
+        self.0.iter().all(|m| m.matches(alert))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &CompiledMatcher> {
+        self.0.iter()
+    }
+}
+
+/// Whether the alert's `alertname` label equals a reaction's `spec.alertName`.
+pub fn alert_name_matches(alert_name: &str, alert: &Alert) -> bool {
+    alert.alert_name() == alert_name
+}
+
+/// Compiles `value` anchored at both ends.
+///
+/// Alertmanager wraps matcher regexes as `^(?:value)$`; Prometheus 2.x and later
+/// use `^(?s:value)$`, where `.` also matches a newline. Karo follows Prometheus
+/// on that point so that annotations, which often span lines, match `.*`.
+///
+/// The value is first compiled on its own so that it cannot close the wrapping
+/// group and escape the anchors (`a)|(b`), and so that errors quote the user's
+/// pattern rather than the wrapper. Rust's `\d`, `\w`, `\s` and `\b` are Unicode
+/// aware where Go's RE2 is ASCII only; alert labels are nearly always ASCII.
+fn anchored_regex(value: &str) -> Result<Regex, String> {
+    Regex::new(value).map_err(|e| regex_error_message(&e))?;
+    Regex::new(&format!("^(?s:{value})$")).map_err(|e| regex_error_message(&e))
+}
+
+/// The regex crate's syntax errors span several lines (pattern, caret, reason);
+/// a status message wants the reason alone.
+fn regex_error_message(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .map_or_else(
+            || text.split_whitespace().collect::<Vec<_>>().join(" "),
+            str::to_owned,
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn matcher(name: &str, op: &str, value: &str) -> Matcher {
+        let operator = match op {
+            "=" => MatchOperator::Equal,
+            "!=" => MatchOperator::NotEqual,
+            "=~" => MatchOperator::RegexMatch,
+            "!~" => MatchOperator::RegexNotMatch,
+            other => panic!("operator {other}"),
+        };
+        Matcher {
+            name: name.into(),
+            operator,
+            value: value.into(),
+        }
+    }
+
+    fn alert(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Alert {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        Alert {
+            labels: map(labels),
+            annotations: map(annotations),
+            ..Alert::default()
+        }
+    }
+
+    #[test]
+    fn single_matchers() {
+        let prod1 = alert(
+            &[("alertname", "HighCPU"), ("env", "prod-1"), ("severity", "critical")],
+            &[("summary", "CPU is high\non node-1"), ("runbook", "")],
+        );
+        let bare = alert(&[("alertname", "HighCPU")], &[]);
+        let xprod = alert(&[("env", "xprod-1")], &[]);
+        let ab = alert(&[("v", "ab")], &[]);
+        let a = alert(&[("v", "a")], &[]);
+        let multiline = alert(&[("v", "line1\nline2")], &[]);
+
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, &str, &Alert, bool)] = &[
+            // equality
+            ("severity", "=", "critical", &prod1, true),
+            ("severity", "=", "Critical", &prod1, false),
+            ("severity", "=", "crit", &prod1, false),
+            ("severity", "!=", "critical", &prod1, false),
+            ("severity", "!=", "warning", &prod1, true),
+            // anchoring
+            ("env", "=~", "prod-.*", &prod1, true),
+            ("env", "=~", "prod-.*", &xprod, false),
+            ("env", "=~", "prod", &prod1, false),
+            ("env", "!~", "prod-.*", &xprod, true),
+            ("env", "!~", "prod-.*", &prod1, false),
+            ("v", "=~", "a|b", &ab, false),
+            ("v", "=~", "a|b", &a, true),
+            ("v", "!~", "a|b", &ab, true),
+            // a missing label is the empty string
+            ("severity", "!=", "critical", &bare, true),
+            ("severity", "!~", "crit.*", &bare, true),
+            ("severity", "=", "", &bare, true),
+            ("severity", "=", "", &prod1, false),
+            ("severity", "!=", "", &bare, false),
+            ("severity", "=~", ".*", &bare, true),
+            ("severity", "=~", ".+", &bare, false),
+            ("severity", "!~", ".+", &bare, true),
+            ("severity", "=", "critical", &bare, false),
+            ("severity", "=~", "crit.*", &bare, false),
+            // annotations
+            ("annotations.summary", "=~", "CPU is high.*", &prod1, true),
+            ("annotations.summary", "=", "CPU is high", &prod1, false),
+            ("annotations.summary", "!=", "x", &bare, true),
+            ("annotations.summary", "=", "", &bare, true),
+            ("annotations.runbook", "=", "", &prod1, true),
+            ("annotations.alertname", "=", "HighCPU", &prod1, false),
+            // a label is not an annotation
+            ("summary", "=~", ".+", &prod1, false),
+            // `.` matches a newline, as in Prometheus
+            ("v", "=~", "line1.line2", &multiline, true),
+            ("v", "=~", "line1.*", &multiline, true),
+            ("v", "=~", "line2", &multiline, false),
+            ("v", "=", "line1\nline2", &multiline, true),
+            // regex features
+            ("severity", "=~", "(?i)CRITICAL", &prod1, true),
+            ("severity", "=~", "warning|critical", &prod1, true),
+            ("severity", "=~", "", &bare, true),
+            ("severity", "=~", "", &prod1, false),
+        ];
+        for (name, op, value, alert, expected) in cases {
+            let m = CompiledMatcher::compile(&matcher(name, op, value)).unwrap();
+            assert_eq!(
+                m.matches(alert),
+                *expected,
+                "{name}{op}{value:?} against {:?} / {:?}",
+                alert.labels,
+                alert.annotations
+            );
+        }
+    }
+
+    #[test]
+    fn all_matchers_must_hold() {
+        let set = MatcherSet::compile(&[
+            matcher("severity", "=~", "critical|warning"),
+            matcher("env", "!=", "staging"),
+            matcher("annotations.runbook_url", "=~", "https://.+"),
+        ])
+        .unwrap();
+        assert_eq!(set.len(), 3);
+        let ok = alert(
+            &[("severity", "warning")],
+            &[("runbook_url", "https://runbooks/x")],
+        );
+        assert!(set.matches(&ok));
+        let staging = alert(
+            &[("severity", "warning"), ("env", "staging")],
+            &[("runbook_url", "https://runbooks/x")],
+        );
+        assert!(!set.matches(&staging));
+        let no_runbook = alert(&[("severity", "warning")], &[]);
+        assert!(!set.matches(&no_runbook));
+        let info = alert(&[("severity", "info")], &[("runbook_url", "https://r")]);
+        assert!(!set.matches(&info));
+    }
+
+    #[test]
+    fn empty_set_matches_everything() {
+        let set = MatcherSet::compile(&[]).unwrap();
+        assert!(set.is_empty());
+        assert!(set.matches(&Alert::default()));
+    }
+
+    #[test]
+    fn alert_name_is_checked_separately() {
+        let a = alert(&[("alertname", "HighCPU")], &[]);
+        assert!(alert_name_matches("HighCPU", &a));
+        assert!(!alert_name_matches("HighCpu", &a));
+        assert!(!alert_name_matches("HighCPU", &Alert::default()));
+        assert!(CompiledMatcher::alert_name("HighCPU").matches(&a));
+        assert!(!CompiledMatcher::alert_name("Other").matches(&a));
+    }
+
+    #[test]
+    fn invalid_regex_names_index_and_field() {
+        let err = MatcherSet::compile(&[
+            matcher("a", "=", "("),
+            matcher("b", "=~", "x"),
+            matcher("c", "!~", "("),
+        ])
+        .unwrap_err();
+        assert_eq!(err.index, 2);
+        assert_eq!(err.field, "value");
+        assert_eq!(err.reason(), "InvalidMatcher");
+        assert_eq!(
+            err.to_string(),
+            r#"spec.matchers[2].value: invalid regular expression "(": unclosed group"#
+        );
+    }
+
+    #[test]
+    fn a_regex_cannot_escape_its_anchors() {
+        let err = CompiledMatcher::compile(&matcher("v", "=~", "a)|(b")).unwrap_err();
+        assert_eq!(err.index, 0);
+        assert!(
+            err.to_string()
+                .starts_with(r#"spec.matchers[0].value: invalid regular expression "a)|(b": "#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_names() {
+        let err = MatcherSet::compile(&[matcher("x", "=", ""), matcher("", "=", "")]).unwrap_err();
+        assert_eq!(err.to_string(), "spec.matchers[1].name: must not be empty");
+        let err = MatcherSet::compile(&[matcher("annotations.", "=", "")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"spec.matchers[0].name: annotation key missing after "annotations.""#
+        );
+    }
+
+    #[test]
+    fn compile_all_reports_every_error() {
+        let errs = MatcherSet::compile_all(&[
+            matcher("a", "=~", "["),
+            matcher("b", "=", "ok"),
+            matcher("", "=", ""),
+        ])
+        .unwrap_err();
+        let fields: Vec<_> = errs.iter().map(|e| (e.index, e.field)).collect();
+        assert_eq!(fields, [(0, "value"), (2, "name")]);
+    }
+
+    #[test]
+    fn display_is_alertmanager_style() {
+        let m = CompiledMatcher::compile(&matcher("severity", "=~", "crit.*")).unwrap();
+        assert_eq!(m.to_string(), r#"severity=~"crit.*""#);
+    }
+}

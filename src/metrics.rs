@@ -1,0 +1,174 @@
+//! Prometheus metrics. The seed's four names are kept exactly
+//! (`alert_reactions_total`, `jobs_created_total`, `webhook_requests_total`,
+//! `errors_total`); the detail carries the `karo_` prefix.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Owns the registry and every metric Karo exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Alert occurrences that triggered a reaction.
+    pub alert_reactions: IntCounter,
+    pub jobs_created: IntCounter,
+    pub webhook_requests: IntCounterVec,
+    pub errors: IntCounterVec,
+    pub alerts_received: IntCounterVec,
+    pub alerts_matched: IntCounter,
+    pub jobs_deduplicated: IntCounter,
+    pub jobs_skipped: IntCounterVec,
+    pub jobs_dry_run: IntCounter,
+    pub render_failures: IntCounter,
+    pub request_duration: Histogram,
+    pub reactions_loaded: IntGauge,
+    pub reactions_invalid: IntGauge,
+    pub config_last_reload_successful: IntGauge,
+    pub config_last_reload_success_timestamp: Gauge,
+    pub config_reloads: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let m = Metrics {
+            alert_reactions: IntCounter::new(
+                "alert_reactions_total",
+                "Total number of alert reactions processed (alert occurrences that triggered a reaction).",
+            )?,
+            jobs_created: IntCounter::new("jobs_created_total", "Total number of jobs created.")?,
+            webhook_requests: IntCounterVec::new(
+                Opts::new(
+                    "webhook_requests_total",
+                    "Total number of webhook requests received, by HTTP status code.",
+                ),
+                &["code"],
+            )?,
+            errors: IntCounterVec::new(
+                Opts::new(
+                    "errors_total",
+                    "Total number of errors encountered, by kind.",
+                ),
+                &["kind"],
+            )?,
+            alerts_received: IntCounterVec::new(
+                Opts::new(
+                    "karo_alerts_received_total",
+                    "Alerts received in webhook notifications, by alert status.",
+                ),
+                &["status"],
+            )?,
+            alerts_matched: IntCounter::new(
+                "karo_alerts_matched_total",
+                "Alert and reaction pairs that matched.",
+            )?,
+            jobs_deduplicated: IntCounter::new(
+                "karo_jobs_deduplicated_total",
+                "Jobs not created because the same Job already existed (repeated notification, retry, HA peer or replica).",
+            )?,
+            jobs_skipped: IntCounterVec::new(
+                Opts::new(
+                    "karo_jobs_skipped_total",
+                    "Jobs not created on purpose, by reason.",
+                ),
+                &["reason"],
+            )?,
+            jobs_dry_run: IntCounter::new(
+                "karo_jobs_dry_run_total",
+                "Jobs rendered but not created because of dry run.",
+            )?,
+            render_failures: IntCounter::new(
+                "karo_render_failures_total",
+                "Jobs that could not be rendered from their templates.",
+            )?,
+            request_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "karo_webhook_request_duration_seconds",
+                    "Time to answer a webhook request.",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            )?,
+            reactions_loaded: IntGauge::new(
+                "karo_reactions_loaded",
+                "AlertReactions in the cache that are valid and can fire.",
+            )?,
+            reactions_invalid: IntGauge::new(
+                "karo_reactions_invalid",
+                "AlertReactions in the cache that are not Ready.",
+            )?,
+            config_last_reload_successful: IntGauge::new(
+                "karo_config_last_reload_successful",
+                "Whether the last configuration reload attempt was successful.",
+            )?,
+            config_last_reload_success_timestamp: Gauge::new(
+                "karo_config_last_reload_success_timestamp_seconds",
+                "Timestamp of the last successful configuration reload.",
+            )?,
+            config_reloads: IntCounterVec::new(
+                Opts::new(
+                    "karo_config_reloads_total",
+                    "Configuration reload attempts, by result.",
+                ),
+                &["result"],
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(m.alert_reactions.clone()))?;
+        m.registry.register(Box::new(m.jobs_created.clone()))?;
+        m.registry.register(Box::new(m.webhook_requests.clone()))?;
+        m.registry.register(Box::new(m.errors.clone()))?;
+        m.registry.register(Box::new(m.alerts_received.clone()))?;
+        m.registry.register(Box::new(m.alerts_matched.clone()))?;
+        m.registry.register(Box::new(m.jobs_deduplicated.clone()))?;
+        m.registry.register(Box::new(m.jobs_skipped.clone()))?;
+        m.registry.register(Box::new(m.jobs_dry_run.clone()))?;
+        m.registry.register(Box::new(m.render_failures.clone()))?;
+        m.registry.register(Box::new(m.request_duration.clone()))?;
+        m.registry.register(Box::new(m.reactions_loaded.clone()))?;
+        m.registry.register(Box::new(m.reactions_invalid.clone()))?;
+        m.registry
+            .register(Box::new(m.config_last_reload_successful.clone()))?;
+        m.registry
+            .register(Box::new(m.config_last_reload_success_timestamp.clone()))?;
+        m.registry.register(Box::new(m.config_reloads.clone()))?;
+        // Label values known in advance are exported at zero from the start, so
+        // rate() and absent() behave before the first event.
+        for status in ["firing", "resolved"] {
+            m.alerts_received.with_label_values(&[status]);
+        }
+        for reason in SKIP_REASONS {
+            m.jobs_skipped.with_label_values(&[reason]);
+        }
+        for result in ["success", "failure"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        Ok(m)
+    }
+
+    /// The exposition in Prometheus' text format.
+    pub fn encode(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+
+    pub fn error(&self, kind: &str) {
+        self.errors.with_label_values(&[kind]).inc();
+    }
+
+    pub fn skipped(&self, reason: &str) {
+        self.jobs_skipped.with_label_values(&[reason]).inc();
+    }
+}
+
+/// Why a matched Job is not created.
+pub const SKIP_REASONS: [&str; 5] = [
+    "suspended",
+    "cooldown",
+    "concurrency",
+    "trigger_status",
+    "rate_limit",
+];

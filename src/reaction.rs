@@ -1,0 +1,414 @@
+//! Validation and compilation of an `AlertReaction`, once per generation:
+//! matchers and templates are compiled here, so the webhook only evaluates.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::ResourceExt;
+use serde_json::Value;
+
+use crate::config::Policy;
+use crate::crd::{Action, AlertReaction, AlertReactionSpec, JOB_TEMPLATE_ACTION};
+use crate::matching::MatcherSet;
+use crate::render::{Renderer, TemplateTree};
+
+/// A reaction that passed validation, ready to be evaluated against alerts.
+#[derive(Debug)]
+pub struct CompiledReaction {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub generation: i64,
+    pub spec: AlertReactionSpec,
+    pub matchers: MatcherSet,
+    pub sources: Vec<JobSource>,
+    pub cooldown: Option<Duration>,
+}
+
+/// Where one Job of a reaction comes from.
+#[derive(Debug)]
+pub struct JobSource {
+    /// The action's name, or `job` for the `jobTemplate`.
+    pub action_name: String,
+    pub kind: SourceKind,
+    /// The action or jobTemplate as a JSON tree whose strings are templates.
+    pub tree: TemplateTree,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// `spec.actions[i]`
+    Action(usize),
+    /// `spec.jobTemplate`
+    JobTemplate,
+}
+
+/// Why a reaction is not Ready: a condition reason and a message naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct Invalid {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    fn spec(message: impl Into<String>) -> Self {
+        Invalid {
+            reason: "InvalidSpec",
+            message: message.into(),
+        }
+    }
+}
+
+/// The alert fields an action's `env[].valueFrom.alertRef.fieldPath` may name.
+pub fn valid_alert_field(path: &str) -> bool {
+    matches!(
+        path,
+        "." | "status" | "startsAt" | "endsAt" | "fingerprint" | "generatorURL"
+    ) || path
+        .strip_prefix("labels.")
+        .or_else(|| path.strip_prefix("annotations."))
+        .is_some_and(|k| !k.is_empty())
+}
+
+/// Parses `30s`, `10m`, `1h30m`, `500ms`, `1d`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (Duration::from_millis(1), 2)
+        } else if rest.starts_with('s') {
+            (Duration::from_secs(1), 1)
+        } else if rest.starts_with('m') {
+            (Duration::from_secs(60), 1)
+        } else if rest.starts_with('h') {
+            (Duration::from_secs(3600), 1)
+        } else if rest.starts_with('d') {
+            (Duration::from_secs(86400), 1)
+        } else {
+            return None;
+        };
+        rest = &rest[len..];
+        total = total.checked_add(unit.checked_mul(u32::try_from(n).ok()?)?)?;
+    }
+    Some(total)
+}
+
+/// Validates and compiles a reaction. Errors name the offending field.
+pub fn compile(
+    ar: &AlertReaction,
+    renderer: &Renderer,
+    policy: &Policy,
+) -> Result<CompiledReaction, Invalid> {
+    let spec = &ar.spec;
+    if spec.alert_name.is_empty() {
+        return Err(Invalid::spec("spec.alertName: must not be empty"));
+    }
+    if spec.actions.is_empty() && spec.job_template.is_none() {
+        return Err(Invalid::spec(
+            "spec: needs `actions` or `jobTemplate` (neither is set)",
+        ));
+    }
+    let matchers = MatcherSet::compile(&spec.matchers).map_err(|e| Invalid {
+        reason: "InvalidMatcher",
+        message: e.to_string(),
+    })?;
+    let cooldown = match &spec.cooldown {
+        Some(c) => Some(parse_duration(c).ok_or_else(|| {
+            Invalid::spec(format!(
+                "spec.cooldown: {c:?} is not a duration such as 30s, 10m or 1h"
+            ))
+        })?),
+        None => None,
+    };
+    validate_volumes(spec, policy)?;
+
+    let mut sources = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, action) in spec.actions.iter().enumerate() {
+        validate_action(spec, i, action, policy)?;
+        if !seen.insert(action.name.as_str()) {
+            return Err(Invalid::spec(format!(
+                "spec.actions[{i}].name: {:?} is used by another action",
+                action.name
+            )));
+        }
+        let tree_value = serde_json::to_value(action)
+            .map_err(|e| Invalid::spec(format!("spec.actions[{i}]: {e}")))?;
+        let tree = compile_tree(&tree_value, &format!("spec.actions[{i}]"), renderer)?;
+        sources.push(JobSource {
+            action_name: action.name.clone(),
+            kind: SourceKind::Action(i),
+            tree,
+        });
+    }
+    if let Some(jt) = &spec.job_template {
+        if seen.contains(JOB_TEMPLATE_ACTION) {
+            return Err(Invalid::spec(format!(
+                "spec.actions: the action name {JOB_TEMPLATE_ACTION:?} is reserved for the jobTemplate Job"
+            )));
+        }
+        validate_job_template(&jt.spec, policy)?;
+        let tree_value = serde_json::to_value(jt)
+            .map_err(|e| Invalid::spec(format!("spec.jobTemplate: {e}")))?;
+        let tree = compile_tree(&tree_value, "spec.jobTemplate", renderer)?;
+        sources.push(JobSource {
+            action_name: JOB_TEMPLATE_ACTION.to_string(),
+            kind: SourceKind::JobTemplate,
+            tree,
+        });
+    }
+
+    Ok(CompiledReaction {
+        name: ar.name_any(),
+        namespace: ar.namespace().unwrap_or_default(),
+        uid: ar.uid().unwrap_or_default(),
+        generation: ar.metadata.generation.unwrap_or_default(),
+        spec: spec.clone(),
+        matchers,
+        sources,
+        cooldown,
+    })
+}
+
+fn compile_tree(value: &Value, field: &str, renderer: &Renderer) -> Result<TemplateTree, Invalid> {
+    let invalid = |e: crate::render::RenderError| Invalid {
+        reason: "InvalidTemplate",
+        message: e.to_string(),
+    };
+    let tree = TemplateTree::compile(value, field).map_err(invalid)?;
+    tree.validate(renderer).map_err(invalid)?;
+    Ok(tree)
+}
+
+fn validate_volumes(spec: &AlertReactionSpec, policy: &Policy) -> Result<(), Invalid> {
+    let mut names = BTreeSet::new();
+    for (i, v) in spec.volumes.iter().enumerate() {
+        if v.name.is_empty() {
+            return Err(Invalid::spec(format!(
+                "spec.volumes[{i}].name: must not be empty"
+            )));
+        }
+        if !names.insert(v.name.as_str()) {
+            return Err(Invalid::spec(format!(
+                "spec.volumes[{i}].name: {:?} is defined twice",
+                v.name
+            )));
+        }
+        let sources = [
+            v.config_map.is_some(),
+            v.secret.is_some(),
+            v.empty_dir.is_some(),
+            v.persistent_volume_claim.is_some(),
+            v.host_path.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
+        if sources != 1 {
+            return Err(Invalid::spec(format!(
+                "spec.volumes[{i}]: exactly one of configMap, secret, emptyDir, persistentVolumeClaim, hostPath must be set ({sources} are)"
+            )));
+        }
+        if v.host_path.is_some() && !policy.allow_host_path {
+            return Err(Invalid {
+                reason: "PolicyViolation",
+                message: format!(
+                    "spec.volumes[{i}].hostPath: hostPath volumes are not allowed (policy.allowHostPath is false)"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn validate_action(
+    spec: &AlertReactionSpec,
+    i: usize,
+    action: &Action,
+    policy: &Policy,
+) -> Result<(), Invalid> {
+    if action.name.is_empty() {
+        return Err(Invalid::spec(format!(
+            "spec.actions[{i}].name: must not be empty"
+        )));
+    }
+    if action.image.is_empty() {
+        return Err(Invalid::spec(format!(
+            "spec.actions[{i}].image: must not be empty"
+        )));
+    }
+    for (j, env) in action.env.iter().enumerate() {
+        let field = format!("spec.actions[{i}].env[{j}]");
+        match (&env.value, &env.value_from) {
+            (Some(_), Some(_)) => {
+                return Err(Invalid::spec(format!(
+                    "{field}: `value` and `valueFrom` are exclusive"
+                )))
+            }
+            (_, Some(from)) => {
+                let n = [
+                    from.alert_ref.is_some(),
+                    from.config_map_key_ref.is_some(),
+                    from.secret_key_ref.is_some(),
+                ]
+                .iter()
+                .filter(|s| **s)
+                .count();
+                if n != 1 {
+                    return Err(Invalid::spec(format!(
+                        "{field}.valueFrom: exactly one of alertRef, configMapKeyRef, secretKeyRef must be set ({n} are)"
+                    )));
+                }
+                if let Some(r) = &from.alert_ref {
+                    if !valid_alert_field(&r.field_path) {
+                        return Err(Invalid::spec(format!(
+                            "{field}.valueFrom.alertRef.fieldPath: {:?} is not an alert field (labels.<name>, annotations.<name>, status, startsAt, endsAt, fingerprint, generatorURL or .)",
+                            r.field_path
+                        )));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (j, m) in action.volume_mounts.iter().enumerate() {
+        if !spec.volumes.iter().any(|v| v.name == m.name) {
+            return Err(Invalid::spec(format!(
+                "spec.actions[{i}].volumeMounts[{j}].name: no volume {:?} in spec.volumes",
+                m.name
+            )));
+        }
+    }
+    if let Some(sa) = &action.service_account {
+        check_service_account(policy, sa, &format!("spec.actions[{i}].serviceAccount"))?;
+    }
+    Ok(())
+}
+
+fn check_service_account(policy: &Policy, sa: &str, field: &str) -> Result<(), Invalid> {
+    if !policy.allowed_service_accounts.is_empty()
+        && !policy.allowed_service_accounts.iter().any(|a| a == sa)
+    {
+        return Err(Invalid {
+            reason: "PolicyViolation",
+            message: format!(
+                "{field}: service account {sa:?} is not in policy.allowedServiceAccounts"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn validate_job_template(spec: &Value, policy: &Policy) -> Result<(), Invalid> {
+    let pod = spec.pointer("/template/spec");
+    let containers = pod
+        .and_then(|p| p.get("containers"))
+        .and_then(Value::as_array);
+    match containers {
+        Some(c) if !c.is_empty() => {}
+        _ => {
+            return Err(Invalid::spec(
+                "spec.jobTemplate.spec.template.spec.containers: at least one container is required",
+            ))
+        }
+    }
+    let Some(pod) = pod else { return Ok(()) };
+    for key in ["serviceAccountName", "serviceAccount"] {
+        if let Some(sa) = pod.get(key).and_then(Value::as_str) {
+            check_service_account(
+                policy,
+                sa,
+                &format!("spec.jobTemplate.spec.template.spec.{key}"),
+            )?;
+        }
+    }
+    if let Some(vols) = pod.get("volumes").and_then(Value::as_array) {
+        for (i, v) in vols.iter().enumerate() {
+            if v.get("hostPath").is_some() && !policy.allow_host_path {
+                return Err(Invalid {
+                    reason: "PolicyViolation",
+                    message: format!(
+                        "spec.jobTemplate.spec.template.spec.volumes[{i}].hostPath: hostPath volumes are not allowed (policy.allowHostPath is false)"
+                    ),
+                });
+            }
+        }
+    }
+    if !policy.allow_privileged {
+        for kind in ["initContainers", "containers"] {
+            if let Some(cs) = pod.get(kind).and_then(Value::as_array) {
+                for (i, c) in cs.iter().enumerate() {
+                    if c.pointer("/securityContext/privileged") == Some(&Value::Bool(true)) {
+                        return Err(Invalid {
+                            reason: "PolicyViolation",
+                            message: format!(
+                                "spec.jobTemplate.spec.template.spec.{kind}[{i}].securityContext.privileged: privileged containers are not allowed (policy.allowPrivileged is false)"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl CompiledReaction {
+    /// The reference Events are attached to.
+    pub fn object_ref(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("karo.io/v1alpha1".into()),
+            kind: Some("AlertReaction".into()),
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            uid: Some(self.uid.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86400)));
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("5x"), None);
+    }
+
+    #[test]
+    fn alert_fields() {
+        for ok in [
+            ".",
+            "status",
+            "labels.instance",
+            "annotations.summary",
+            "fingerprint",
+        ] {
+            assert!(valid_alert_field(ok), "{ok}");
+        }
+        for bad in ["labels.", "label.x", "", "startsat"] {
+            assert!(!valid_alert_field(bad), "{bad}");
+        }
+    }
+}

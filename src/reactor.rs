@@ -1,0 +1,502 @@
+//! From a notification to Jobs: match every alert against the index, build each
+//! Job, apply suspend / dry run / cooldown / concurrency, create, and record.
+//!
+//! Exactly once: a Job's name is derived from the reaction, the action and the
+//! alert occurrence, so a repeated delivery (Alertmanager repeat or retry, an HA
+//! peer, another Karo replica) asks for a name that exists and gets 409, which
+//! is counted as deduplicated. No state is shared beside the API server.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ListParams, PostParams};
+use kube::runtime::events::{Event, EventType};
+use kube::Api;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::alert::{Alert, Notification};
+use crate::context::{Context, Runtime};
+use crate::crd::{AlertReaction, ConcurrencyPolicy, JobReference};
+use crate::jobs::{self, JobInput, LABEL_ACTION, LABEL_FINGERPRINT, LABEL_OCCURRENCE, LABEL_REACTION};
+use crate::reaction::CompiledReaction;
+
+/// The JSON summary of a notification, as the webhook answers it.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Alerts in the notification.
+    pub received: usize,
+    /// Alert and reaction pairs that matched.
+    pub matched: usize,
+    pub created: usize,
+    pub deduplicated: usize,
+    pub skipped: usize,
+    pub dry_run: usize,
+    pub failed: usize,
+    /// Names of the Jobs created, deduplicated or (in dry run) rendered.
+    pub jobs: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Some Job could not be created for a reason worth retrying.
+    #[serde(skip)]
+    pub retry: bool,
+}
+
+/// What happened to one Job of one matched alert.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Created(JobReference),
+    Deduplicated(String),
+    Skipped { reason: &'static str, job: String },
+    DryRun(String),
+    Failed { retryable: bool, message: String },
+}
+
+struct Task {
+    reaction: Arc<CompiledReaction>,
+    alert: usize,
+    source: usize,
+}
+
+/// Handles one notification. Never fails as a whole: each Job's fate is in the summary.
+pub async fn handle(ctx: &Arc<Context>, notification: Notification) -> Summary {
+    let runtime = ctx.runtime();
+    let notification = Arc::new(notification);
+    let m = &ctx.metrics;
+    let mut summary = Summary {
+        received: notification.alerts.len(),
+        ..Default::default()
+    };
+    let mut tasks = Vec::new();
+    for (ai, alert) in notification.alerts.iter().enumerate() {
+        m.alerts_received
+            .with_label_values(&[alert.status.as_str()])
+            .inc();
+        for reaction in ctx.index.lookup(alert.alert_name()) {
+            if !reaction.matchers.matches(alert) {
+                continue;
+            }
+            if !reaction.spec.trigger_on.contains(&alert.status) {
+                m.skipped("trigger_status");
+                continue;
+            }
+            summary.matched += 1;
+            m.alerts_matched.inc();
+            for si in 0..reaction.sources.len() {
+                tasks.push(Task {
+                    reaction: reaction.clone(),
+                    alert: ai,
+                    source: si,
+                });
+            }
+        }
+    }
+
+    let limit = runtime.config.limits.max_concurrent_creates.max(1);
+    let results: Vec<(Task, Outcome)> = futures::stream::iter(tasks)
+        .map(|task| {
+            let ctx = ctx.clone();
+            let runtime = runtime.clone();
+            let notification = notification.clone();
+            async move {
+                let outcome = run_task(&ctx, &runtime, &notification, &task).await;
+                (task, outcome)
+            }
+        })
+        .buffer_unordered(limit)
+        .collect()
+        .await;
+
+    // One status update per reaction, covering every occurrence it handled here.
+    let mut per_reaction: BTreeMap<(String, String), StatusDelta> = BTreeMap::new();
+    // Outcomes by (reaction, alert), in source order, decide whether this process
+    // counts the trigger.
+    let mut occurrences: BTreeMap<(String, String, usize), Vec<(usize, Outcome)>> =
+        BTreeMap::new();
+    for (task, outcome) in &results {
+        let key = (
+            task.reaction.namespace.clone(),
+            task.reaction.name.clone(),
+            task.alert,
+        );
+        occurrences
+            .entry(key)
+            .or_default()
+            .push((task.source, outcome.clone()));
+        match outcome {
+            Outcome::Created(r) => {
+                summary.created += 1;
+                summary.jobs.push(r.name.clone());
+            }
+            Outcome::Deduplicated(name) => {
+                summary.deduplicated += 1;
+                summary.jobs.push(name.clone());
+            }
+            Outcome::Skipped { .. } => summary.skipped += 1,
+            Outcome::DryRun(name) => {
+                summary.dry_run += 1;
+                summary.jobs.push(name.clone());
+            }
+            Outcome::Failed { retryable, message } => {
+                summary.failed += 1;
+                summary.retry |= *retryable;
+                summary.errors.push(message.clone());
+            }
+        }
+    }
+    let reactions: BTreeMap<(String, String), Arc<CompiledReaction>> = results
+        .iter()
+        .map(|(t, _)| {
+            (
+                (t.reaction.namespace.clone(), t.reaction.name.clone()),
+                t.reaction.clone(),
+            )
+        })
+        .collect();
+    for ((ns, name, _), mut outcomes) in occurrences {
+        outcomes.sort_by_key(|(i, _)| *i);
+        // The process that created the first Job it attempted counts the trigger:
+        // a replica that only deduplicated does not, so the count stays exact.
+        let first_attempt = outcomes.iter().find(|(_, o)| {
+            matches!(
+                o,
+                Outcome::Created(_) | Outcome::Deduplicated(_) | Outcome::DryRun(_)
+            )
+        });
+        let counts = matches!(
+            first_attempt,
+            Some((_, Outcome::Created(_))) | Some((_, Outcome::DryRun(_)))
+        );
+        let created: Vec<JobReference> = outcomes
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Created(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        if counts || !created.is_empty() {
+            let delta = per_reaction.entry((ns, name)).or_default();
+            if counts {
+                delta.triggers += 1;
+                m.alert_reactions.inc();
+            }
+            delta.jobs.extend(created);
+        }
+    }
+    let updates = per_reaction.into_iter().filter_map(|(key, delta)| {
+        let reaction = reactions.get(&key)?.clone();
+        let ctx = ctx.clone();
+        Some(async move {
+            if let Err(e) = record_status(&ctx, &reaction, delta).await {
+                ctx.metrics.error("status_update");
+                warn!(reaction = %reaction.name, namespace = %reaction.namespace, error = %e, "cannot update AlertReaction status");
+            }
+        })
+    });
+    futures::future::join_all(updates).await;
+    summary
+}
+
+#[derive(Default)]
+struct StatusDelta {
+    triggers: i64,
+    jobs: Vec<JobReference>,
+}
+
+async fn run_task(
+    ctx: &Arc<Context>,
+    runtime: &Runtime,
+    notification: &Notification,
+    task: &Task,
+) -> Outcome {
+    let reaction = &task.reaction;
+    let source = &reaction.sources[task.source];
+    let alert = &notification.alerts[task.alert];
+    let m = &ctx.metrics;
+    let job = match jobs::build_job(&JobInput {
+        reaction,
+        source,
+        alert,
+        notification,
+        renderer: &ctx.renderer,
+        skeleton: &runtime.skeleton,
+        defaults: &runtime.config.job_defaults,
+    }) {
+        Ok(job) => job,
+        Err(e) => {
+            m.render_failures.inc();
+            m.error("render");
+            let message = format!("{}/{}: {e}", reaction.namespace, reaction.name);
+            warn!(reaction = %reaction.name, namespace = %reaction.namespace, action = %source.action_name, fingerprint = %alert.fingerprint, error = %e, "cannot render Job");
+            publish(ctx, reaction, EventType::Warning, "Failed", format!("Cannot render the Job of action {:?} for alert {}: {e}", source.action_name, alert.fingerprint));
+            return Outcome::Failed {
+                retryable: false,
+                message,
+            };
+        }
+    };
+    let name = job.metadata.name.clone().unwrap_or_default();
+
+    if reaction.spec.suspend {
+        return skip(ctx, reaction, &source.action_name, alert, &name, "suspended", "the reaction is suspended");
+    }
+    if reaction.spec.dry_run || runtime.config.dry_run {
+        m.jobs_dry_run.inc();
+        let yaml = serde_yaml::to_string(&job).unwrap_or_default();
+        info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %source.action_name, fingerprint = %alert.fingerprint, job = %name, "dry run: Job rendered, not created\n{yaml}");
+        publish(ctx, reaction, EventType::Normal, "Skipped", format!("Dry run: Job {name} rendered for alert {}, not created", alert.fingerprint));
+        return Outcome::DryRun(name);
+    }
+
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &reaction.namespace);
+    if reaction.cooldown.is_some() || reaction.spec.concurrency_policy == ConcurrencyPolicy::Forbid {
+        match gate(&jobs_api, reaction, &source.action_name, alert, &name).await {
+            Ok(Gate::Proceed) => {}
+            Ok(Gate::Skip(reason, why)) => {
+                return skip(ctx, reaction, &source.action_name, alert, &name, reason, &why)
+            }
+            Err(e) => {
+                m.error("api");
+                return Outcome::Failed {
+                    retryable: true,
+                    message: format!("{}/{}: cannot list Jobs: {e}", reaction.namespace, reaction.name),
+                };
+            }
+        }
+    }
+
+    let pp = PostParams {
+        field_manager: Some("karo".into()),
+        ..Default::default()
+    };
+    match jobs_api.create(&pp, &job).await {
+        Ok(created) => {
+            m.jobs_created.inc();
+            info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %source.action_name, fingerprint = %alert.fingerprint, job = %name, "Job created");
+            publish(ctx, reaction, EventType::Normal, "Triggered", format!("Created Job {name} for alert {} ({})", alert.alert_name(), alert.fingerprint));
+            Outcome::Created(JobReference {
+                name,
+                namespace: reaction.namespace.clone(),
+                action_name: source.action_name.clone(),
+                created_at: created
+                    .metadata
+                    .creation_timestamp
+                    .unwrap_or_else(|| Time(jiff::Timestamp::now())),
+            })
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 && status.reason == "AlreadyExists" => {
+            m.jobs_deduplicated.inc();
+            info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %source.action_name, fingerprint = %alert.fingerprint, job = %name, "Job exists already: deduplicated");
+            Outcome::Deduplicated(name)
+        }
+        Err(e) => {
+            let retryable = is_retryable(&e);
+            m.error(if retryable { "api" } else { "job_rejected" });
+            warn!(reaction = %reaction.name, namespace = %reaction.namespace, action = %source.action_name, fingerprint = %alert.fingerprint, job = %name, error = %e, retryable, "cannot create Job");
+            if !retryable {
+                publish(ctx, reaction, EventType::Warning, "Failed", format!("Cannot create Job {name}: {e}"));
+            }
+            Outcome::Failed {
+                retryable,
+                message: format!("{}/{}: cannot create Job {name}: {e}", reaction.namespace, reaction.name),
+            }
+        }
+    }
+}
+
+/// Worth a retry by Alertmanager: the API server was unreachable, overloaded or
+/// failed; not when it judged the Job invalid or forbidden.
+fn is_retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429 || s.code == 409,
+        _ => true,
+    }
+}
+
+fn skip(
+    ctx: &Arc<Context>,
+    reaction: &CompiledReaction,
+    action: &str,
+    alert: &Alert,
+    job: &str,
+    reason: &'static str,
+    why: &str,
+) -> Outcome {
+    ctx.metrics.skipped(reason);
+    info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job, reason, "Job skipped: {why}");
+    publish(ctx, reaction, EventType::Normal, "Skipped", format!("Skipped Job {job} for alert {} ({reason}): {why}", alert.fingerprint));
+    Outcome::Skipped {
+        reason,
+        job: job.to_string(),
+    }
+}
+
+enum Gate {
+    Proceed,
+    Skip(&'static str, String),
+}
+
+/// Cooldown and `concurrencyPolicy: Forbid`, decided from the Jobs in the API
+/// server. Jobs of the same occurrence do not block: their creation deduplicates.
+async fn gate(
+    api: &Api<Job>,
+    reaction: &CompiledReaction,
+    action: &str,
+    alert: &Alert,
+    name: &str,
+) -> Result<Gate, kube::Error> {
+    let occurrence = jobs::occurrence_id(alert);
+    let reaction_label = jobs::sanitize_label_value(&reaction.name);
+    if let Some(window) = reaction.cooldown {
+        let selector = format!(
+            "{LABEL_REACTION}={reaction_label},{LABEL_FINGERPRINT}={}",
+            jobs::sanitize_label_value(&alert.fingerprint)
+        );
+        let list = api.list(&ListParams::default().labels(&selector)).await?;
+        let now = jiff::Timestamp::now();
+        let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
+        for j in list.items.iter().filter(|j| owned_by(j, reaction)) {
+            if j.metadata.name.as_deref() == Some(name) {
+                continue;
+            }
+            let same_occurrence = j
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_OCCURRENCE))
+                .is_some_and(|o| *o == occurrence);
+            if same_occurrence {
+                continue;
+            }
+            if let Some(t) = &j.metadata.creation_timestamp {
+                if now.duration_since(t.0) < window {
+                    return Ok(Gate::Skip(
+                        "cooldown",
+                        format!(
+                            "Job {} ran for this alert less than {} ago",
+                            j.metadata.name.as_deref().unwrap_or(""),
+                            reaction.spec.cooldown.as_deref().unwrap_or("")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if reaction.spec.concurrency_policy == ConcurrencyPolicy::Forbid {
+        let selector = format!(
+            "{LABEL_REACTION}={reaction_label},{LABEL_ACTION}={}",
+            jobs::sanitize_label_value(action)
+        );
+        let list = api.list(&ListParams::default().labels(&selector)).await?;
+        for j in list.items.iter().filter(|j| owned_by(j, reaction)) {
+            let same_occurrence = j
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_OCCURRENCE))
+                .is_some_and(|o| *o == occurrence);
+            if !same_occurrence && is_active(j) {
+                return Ok(Gate::Skip(
+                    "concurrency",
+                    format!(
+                        "Job {} of this action is still active (concurrencyPolicy: Forbid)",
+                        j.metadata.name.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Gate::Proceed)
+}
+
+fn owned_by(job: &Job, reaction: &CompiledReaction) -> bool {
+    job.metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|refs| refs.iter().any(|r| r.uid == reaction.uid))
+}
+
+/// A Job is active until it has a `Complete` or `Failed` condition.
+fn is_active(job: &Job) -> bool {
+    let finished = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        });
+    !finished
+}
+
+/// Publishes an Event on the reaction without holding up the webhook's answer.
+fn publish(ctx: &Arc<Context>, reaction: &CompiledReaction, type_: EventType, reason: &str, note: String) {
+    let ctx = ctx.clone();
+    let reference = reaction.object_ref();
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(truncate(note, 1024)),
+        action: reason.to_string(),
+        secondary: None,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            ctx.metrics.error("event");
+            warn!(error = %e, "cannot publish Event");
+        }
+    });
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Adds this notification's triggers and Jobs to the reaction's status, with
+/// optimistic concurrency: a conflicting writer (another alert, another replica)
+/// makes us read again and retry, so no increment is lost.
+async fn record_status(
+    ctx: &Context,
+    reaction: &CompiledReaction,
+    delta: StatusDelta,
+) -> Result<(), kube::Error> {
+    let api: Api<AlertReaction> = Api::namespaced(ctx.client.clone(), &reaction.namespace);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut current = api.get_status(&reaction.name).await?;
+        if current.metadata.uid.as_deref() != Some(reaction.uid.as_str()) {
+            return Ok(()); // deleted and recreated meanwhile
+        }
+        let status = current.status.get_or_insert_with(Default::default);
+        if delta.triggers > 0 {
+            status.trigger_count = Some(status.trigger_count.unwrap_or(0) + delta.triggers);
+            status.last_triggered = Some(Time(jiff::Timestamp::now()));
+        }
+        if !delta.jobs.is_empty() {
+            status.last_jobs_created = delta.jobs.clone();
+        }
+        match api
+            .replace_status(&reaction.name, &PostParams::default(), &current)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 20 => {
+                let backoff = std::time::Duration::from_millis(5 * attempt);
+                tokio::time::sleep(backoff).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

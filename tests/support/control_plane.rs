@@ -1,0 +1,429 @@
+//! etcd plus kube-apiserver on loopback, as TESTING.md describes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::CustomResourceExt;
+
+use karo::crd::AlertReaction;
+
+use super::bins;
+use super::process::{free_port, lost_port_race, random_hex, run_output, Proc, TestDir};
+use super::wait_until;
+
+/// Hang guards for startup; a healthy start takes a few seconds.
+const ETCD_READY_TIMEOUT: Duration = Duration::from_secs(60);
+const APISERVER_READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Attempts when another process takes a port between `free_port()` and the bind.
+const PORT_ATTEMPTS: usize = 3;
+
+/// A kube-apiserver backed by its own etcd. Stopped (and its dir removed) on drop.
+pub struct ControlPlane {
+    dir: TestDir,
+    etcd: Proc,
+    etcd_url: String,
+    apiserver: Option<Proc>,
+    apiserver_bin: PathBuf,
+    apiserver_args: Vec<String>,
+    port: u16,
+    url: String,
+    token: String,
+    kubeconfig: PathBuf,
+    crd_installed: AtomicBool,
+}
+
+impl ControlPlane {
+    /// One control plane per test binary, started on first use. Tests sharing it must
+    /// work in their own namespaces. Its processes die with the test binary.
+    pub fn shared() -> &'static ControlPlane {
+        static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+        let started = SHARED.get_or_init(|| {
+            // Started on a thread with its own runtime: the caller's runtime ends with
+            // its test, and nothing of this runtime is kept.
+            std::thread::spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?
+                    .block_on(ControlPlane::start())
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the start thread panicked".to_string()))
+        });
+        match started {
+            Ok(cp) => cp,
+            Err(e) => panic!("the shared control plane did not start: {e}"),
+        }
+    }
+
+    /// An exclusive control plane, owned by the caller.
+    pub async fn start() -> Result<ControlPlane> {
+        let begun = Instant::now();
+        let dir = TestDir::new("cp")?;
+        let token = random_hex(16);
+        fs::write(
+            dir.path().join("tokens.csv"),
+            format!("{token},admin,admin,system:masters\n"),
+        )?;
+        let sa_key = dir.path().join("sa.key");
+        let mut genrsa = Command::new(bins::openssl()?);
+        genrsa.arg("genrsa").arg("-out").arg(&sa_key).arg("2048");
+        let out = run_output(genrsa, None).context("running openssl genrsa")?;
+        if !out.status.success() {
+            bail!(
+                "openssl genrsa failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+
+        let (etcd, etcd_url) = start_etcd(dir.path()).await?;
+        let apiserver_bin = bins::kube_apiserver()?;
+
+        let mut attempt = 0;
+        let (apiserver, port, apiserver_args) = loop {
+            attempt += 1;
+            let port = free_port();
+            let args = apiserver_args(dir.path(), &etcd_url, port);
+            let mut proc = spawn_apiserver(dir.path(), &apiserver_bin, &args)?;
+            match wait_apiserver_ready(&mut proc, port, &token).await {
+                Ok(()) => break (proc, port, args),
+                Err(e) if attempt < PORT_ATTEMPTS && lost_port_race(&proc.log_tail(20)) => {
+                    eprintln!("karo tests: apiserver port {port} was taken, retrying: {e:#}");
+                }
+                Err(e) => return Err(e),
+            }
+        };
+
+        let url = format!("https://127.0.0.1:{port}");
+        let kubeconfig = dir.path().join("kubeconfig");
+        fs::write(&kubeconfig, kubeconfig_yaml(&url, &token))?;
+        eprintln!(
+            "karo tests: control plane {url} (etcd {etcd_url}, dir {}) ready after {:.1?}",
+            dir.path().display(),
+            begun.elapsed()
+        );
+        Ok(ControlPlane {
+            dir,
+            etcd,
+            etcd_url,
+            apiserver: Some(apiserver),
+            apiserver_bin,
+            apiserver_args,
+            port,
+            url,
+            token,
+            kubeconfig,
+            crd_installed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Bearer token of `admin` (group `system:masters`).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub fn etcd_url(&self) -> &str {
+        &self.etcd_url
+    }
+
+    /// The control plane's temp dir (removed on drop).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn etcd_pid(&self) -> u32 {
+        self.etcd.pid()
+    }
+
+    /// `None` while stopped with `stop_apiserver`.
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.apiserver.as_ref().map(Proc::pid)
+    }
+
+    pub fn apiserver_log(&self) -> PathBuf {
+        self.dir.path().join("kube-apiserver.log")
+    }
+
+    /// A kube client config from the kubeconfig (admin).
+    pub async fn config(&self) -> kube::Config {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("reading the kubeconfig");
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("loading the kubeconfig")
+    }
+
+    /// A new admin client. Make one per test: a client is tied to the runtime it was
+    /// made on, and every `#[tokio::test]` has its own.
+    pub async fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config().await).expect("building a kube client")
+    }
+
+    /// Creates a namespace `<prefix>-<random>` and returns its name.
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let mut base: String = prefix
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        base.truncate(50);
+        let base = base.trim_matches('-');
+        let base = if base.is_empty() { "test" } else { base };
+        let name = format!("{base}-{}", random_hex(4));
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(self.client().await)
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        name
+    }
+
+    /// Applies the AlertReaction CRD (server-side apply) and waits until it is
+    /// Established and its resource is served.
+    pub async fn install_crd(&self) {
+        if self.crd_installed.load(Ordering::SeqCst) {
+            return;
+        }
+        let client = self.client().await;
+        let crds = Api::<CustomResourceDefinition>::all(client.clone());
+        let crd = AlertReaction::crd();
+        let name = crd.metadata.name.clone().expect("the CRD has a name");
+        crds.patch(
+            &name,
+            &PatchParams::apply("karo-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+        wait_crd_established(&client, &name)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        self.crd_installed.store(true, Ordering::SeqCst);
+    }
+
+    /// Runs `kubectl --kubeconfig <ours> <args>` (its discovery cache is kept in our dir).
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with_stdin(args, None)
+    }
+
+    /// `kubectl` with `stdin` as its input (for `apply -f -`).
+    pub fn kubectl_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = Command::new(bins::kubectl().expect("kubectl"));
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kubectl-cache"))
+            .arg("--request-timeout=60s")
+            .args(args);
+        run_output(cmd, stdin).expect("running kubectl")
+    }
+
+    /// Kills the API server; etcd keeps running.
+    pub fn stop_apiserver(&mut self) {
+        if let Some(mut proc) = self.apiserver.take() {
+            proc.kill();
+        }
+    }
+
+    /// Starts the API server again, on the same port with the same etcd.
+    pub async fn start_apiserver(&mut self) {
+        if self.apiserver.is_some() {
+            return;
+        }
+        let mut proc = spawn_apiserver(self.dir.path(), &self.apiserver_bin, &self.apiserver_args)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        if let Err(e) = wait_apiserver_ready(&mut proc, self.port, &self.token).await {
+            panic!("restarting the API server on port {}: {e:#}", self.port);
+        }
+        self.apiserver = Some(proc);
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop_apiserver();
+        self.etcd.kill();
+        // `dir` is removed when the field drops, after both processes are reaped.
+    }
+}
+
+async fn start_etcd(dir: &Path) -> Result<(Proc, String)> {
+    let bin = bins::etcd()?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (client_port, peer_port) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let data_dir = dir.join(format!("etcd-{attempt}"));
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--name=karo-test")
+            .arg(format!("--data-dir={}", data_dir.display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=karo-test={peer_url}"))
+            .arg("--initial-cluster-state=new")
+            .env_remove("ETCDCTL_API");
+        let mut proc = Proc::spawn("etcd", cmd, &dir.join("etcd.log"))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let health = format!("{client_url}/health");
+        let ready = wait_until(ETCD_READY_TIMEOUT, || {
+            let exited = proc.exited();
+            let get = http.get(&health).send();
+            async move {
+                exited
+                    || match get.await {
+                        Ok(r) => r.status().is_success(),
+                        Err(_) => false,
+                    }
+            }
+        })
+        .await;
+        if ready.is_ok() && !proc.exited() {
+            return Ok((proc, client_url));
+        }
+        let tail = proc.log_tail(40);
+        if proc.exited() && attempt < PORT_ATTEMPTS && lost_port_race(&tail) {
+            eprintln!("karo tests: an etcd port was taken, retrying");
+            continue;
+        }
+        bail!(
+            "etcd {}; last lines of {}:\n{tail}",
+            if proc.exited() { "exited" } else { "did not become healthy" },
+            proc.log_path().display()
+        );
+    }
+}
+
+fn apiserver_args(dir: &Path, etcd_url: &str, port: u16) -> Vec<String> {
+    let path = |name: &str| dir.join(name).display().to_string();
+    vec![
+        format!("--etcd-servers={etcd_url}"),
+        format!("--secure-port={port}"),
+        "--bind-address=127.0.0.1".into(),
+        format!("--cert-dir={}", path("certs")),
+        format!("--token-auth-file={}", path("tokens.csv")),
+        "--authorization-mode=RBAC".into(),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+        format!("--service-account-key-file={}", path("sa.key")),
+        format!("--service-account-signing-key-file={}", path("sa.key")),
+        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        "--disable-admission-plugins=ServiceAccount".into(),
+        "--insecure-port=0".into(),
+        "--feature-gates=TTLAfterFinished=true".into(),
+    ]
+}
+
+fn spawn_apiserver(dir: &Path, bin: &Path, args: &[String]) -> Result<Proc> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    Proc::spawn("kube-apiserver", cmd, &dir.join("kube-apiserver.log"))
+}
+
+async fn wait_apiserver_ready(proc: &mut Proc, port: u16, token: &str) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let readyz = format!("https://127.0.0.1:{port}/readyz");
+    let ready = wait_until(APISERVER_READY_TIMEOUT, || {
+        let exited = proc.exited();
+        let get = http.get(&readyz).bearer_auth(token).send();
+        async move {
+            exited
+                || match get.await {
+                    Ok(r) => r.status().is_success(),
+                    Err(_) => false,
+                }
+        }
+    })
+    .await;
+    proc.check_running()?;
+    ready.map_err(|e| {
+        anyhow!(
+            "kube-apiserver on port {port} not ready ({e}); last lines of {}:\n{}",
+            proc.log_path().display(),
+            proc.log_tail(40)
+        )
+    })
+}
+
+async fn wait_crd_established(client: &kube::Client, name: &str) -> Result<()> {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    let reactions = Api::<AlertReaction>::all(client.clone());
+    wait_until(Duration::from_secs(60), || {
+        let crds = crds.clone();
+        let reactions = reactions.clone();
+        async move {
+            let established = match crds.get(name).await {
+                Ok(crd) => crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True"),
+                Err(_) => false,
+            };
+            // Established, and the resource is actually served.
+            established && reactions.list(&ListParams::default().limit(1)).await.is_ok()
+        }
+    })
+    .await
+    .with_context(|| format!("CRD {name} did not become Established"))
+}
+
+fn kubeconfig_yaml(url: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: karo-test
+  cluster:
+    server: {url}
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: {token}
+contexts:
+- name: karo-test
+  context:
+    cluster: karo-test
+    user: admin
+    namespace: default
+current-context: karo-test
+"
+    )
+}
