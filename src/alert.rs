@@ -333,7 +333,9 @@ mod tests {
         for i in 0..2000 {
             let fp = fingerprint(&labels(&[("i", &i.to_string())]));
             assert_eq!(fp.len(), 16, "{fp}");
-            assert!(fp.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(fp
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         }
     }
 
@@ -419,7 +421,10 @@ mod tests {
         assert_eq!(a.status, AlertStatus::Firing);
         assert_eq!(a.labels["severity"], "critical");
         assert_eq!(a.annotations["summary"], "CPU above 90%");
-        assert_eq!(a.starts_at, "2024-05-06T07:00:00.5+02:00", "kept as received");
+        assert_eq!(
+            a.starts_at, "2024-05-06T07:00:00.5+02:00",
+            "kept as received"
+        );
         assert_eq!(a.ends_at, "0001-01-01T00:00:00Z");
         assert_eq!(a.generator_url, "http://prometheus:9090/graph?g0.expr=cpu");
         assert_eq!(a.fingerprint, "a1b2c3d4e5f60718", "kept as received");
@@ -486,11 +491,26 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases = [
-            ("{", "body is not valid JSON: EOF while parsing an object at line 1 column 1"),
-            ("[]", "body must be a JSON object (an Alertmanager webhook notification), found an array"),
-            ("\"x\"", "body must be a JSON object (an Alertmanager webhook notification), found a string"),
-            (r#"{"alerts":{}}"#, "field `alerts` must be an array of alerts, found an object"),
-            (r#"{"alerts":[1]}"#, "field `alerts[0]` must be an object, found a number"),
+            (
+                "{",
+                "body is not valid JSON: EOF while parsing an object at line 1 column 1",
+            ),
+            (
+                "[]",
+                "body must be a JSON object (an Alertmanager webhook notification), found an array",
+            ),
+            (
+                "\"x\"",
+                "body must be a JSON object (an Alertmanager webhook notification), found a string",
+            ),
+            (
+                r#"{"alerts":{}}"#,
+                "field `alerts` must be an array of alerts, found an object",
+            ),
+            (
+                r#"{"alerts":[1]}"#,
+                "field `alerts[0]` must be an object, found a number",
+            ),
             (
                 r#"{"alerts":[{},{},{},{"labels":["a"]}]}"#,
                 "field `alerts[3].labels` must be an object of strings, found an array",
@@ -511,7 +531,10 @@ mod tests {
                 r#"{"alerts":[{"status":1}]}"#,
                 "field `alerts[0].status` must be a string, found a number",
             ),
-            (r#"{"receiver":5}"#, "field `receiver` must be a string, found a number"),
+            (
+                r#"{"receiver":5}"#,
+                "field `receiver` must be a string, found a number",
+            ),
             (
                 r#"{"commonLabels":"x"}"#,
                 "field `commonLabels` must be an object of strings, found a string",
@@ -538,7 +561,9 @@ mod tests {
     fn invalid_timestamps_are_rejected() {
         let e = error(r#"{"alerts":[{"startsAt":"yesterday"}]}"#);
         assert!(
-            e.starts_with(r#"field `alerts[0].startsAt` must be an RFC 3339 timestamp, found "yesterday": "#),
+            e.starts_with(
+                r#"field `alerts[0].startsAt` must be an RFC 3339 timestamp, found "yesterday": "#
+            ),
             "{e}"
         );
         let e = error(r#"{"alerts":[{"endsAt":"2024-05-06"}]}"#);

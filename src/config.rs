@@ -246,7 +246,7 @@ pub fn figment(file: Option<&Path>, overrides: &Overrides) -> Figment {
     }
     fig.merge(
         Env::prefixed("KARO_")
-            .ignore(&["CONFIG"])
+            .filter(|k| TOP_LEVEL_KEYS.contains(&camel_case_key(top_segment(k.as_str())).as_str()))
             .split("__")
             .map(|k| camel_case_key(k.as_str()).into()),
     )
@@ -286,6 +286,26 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
         .map_err(ConfigError::from_figment)?;
     config.validate()?;
     Ok(config)
+}
+
+/// The config's top-level keys. Other `KARO_*` variables are not Karo's settings:
+/// Kubernetes itself sets `KARO_SERVICE_HOST`, `KARO_PORT` and the like in every
+/// pod of a namespace with a Service named `karo`.
+const TOP_LEVEL_KEYS: [&str; 10] = [
+    "logLevel",
+    "logFormat",
+    "http",
+    "webhook",
+    "namespaces",
+    "dryRun",
+    "jobDefaults",
+    "jobTemplateFile",
+    "limits",
+    "policy",
+];
+
+fn top_segment(key: &str) -> &str {
+    key.split("__").next().unwrap_or(key)
 }
 
 /// `WEBHOOK__MAX_BODY_BYTES` -> `webhook.maxBodyBytes`: env keys arrive
@@ -396,6 +416,9 @@ mod tests {
                 "logLevel: debug\nwebhook:\n  path: /hooks\nhttp:\n  port: 9000\n",
             )?;
             jail.set_env("KARO_HTTP__PORT", "9100");
+            // Set by Kubernetes for a Service named `karo`; not a setting.
+            jail.set_env("KARO_SERVICE_HOST", "10.0.0.1");
+            jail.set_env("KARO_PORT", "tcp://10.0.0.1:8080");
             jail.set_env("WEBHOOK_PORT", "9555");
             let path = jail.directory().join("config.yaml");
             let c = load(Some(&path), &Overrides::default()).map_err(|e| e.to_string())?;

@@ -252,7 +252,11 @@ mod tests {
     #[test]
     fn single_matchers() {
         let prod1 = alert(
-            &[("alertname", "HighCPU"), ("env", "prod-1"), ("severity", "critical")],
+            &[
+                ("alertname", "HighCPU"),
+                ("env", "prod-1"),
+                ("severity", "critical"),
+            ],
             &[("summary", "CPU is high\non node-1"), ("runbook", "")],
         );
         let bare = alert(&[("alertname", "HighCPU")], &[]);

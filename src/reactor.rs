@@ -51,7 +51,7 @@ pub struct Summary {
 enum Outcome {
     Created(JobReference),
     Deduplicated(String),
-    Skipped { reason: &'static str, job: String },
+    Skipped,
     DryRun(String),
     Failed { retryable: bool, message: String },
 }
@@ -136,7 +136,7 @@ pub async fn handle(ctx: &Arc<Context>, notification: Notification) -> Summary {
                 summary.deduplicated += 1;
                 summary.jobs.push(name.clone());
             }
-            Outcome::Skipped { .. } => summary.skipped += 1,
+            Outcome::Skipped => summary.skipped += 1,
             Outcome::DryRun(name) => {
                 summary.dry_run += 1;
                 summary.jobs.push(name.clone());
@@ -256,6 +256,7 @@ async fn run_task(
     if reaction.cooldown.is_some() || reaction.spec.concurrency_policy == ConcurrencyPolicy::Forbid {
         match gate(&jobs_api, reaction, &source.action_name, alert, &name).await {
             Ok(Gate::Proceed) => {}
+            Ok(Gate::Exists) => return deduplicated(ctx, reaction, &source.action_name, alert, name),
             Ok(Gate::Skip(reason, why)) => {
                 return skip(ctx, reaction, &source.action_name, alert, &name, reason, &why)
             }
@@ -289,9 +290,7 @@ async fn run_task(
             })
         }
         Err(kube::Error::Api(status)) if status.code == 409 && status.reason == "AlreadyExists" => {
-            m.jobs_deduplicated.inc();
-            info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %source.action_name, fingerprint = %alert.fingerprint, job = %name, "Job exists already: deduplicated");
-            Outcome::Deduplicated(name)
+            deduplicated(ctx, reaction, &source.action_name, alert, name)
         }
         Err(e) => {
             let retryable = is_retryable(&e);
@@ -317,6 +316,18 @@ fn is_retryable(e: &kube::Error) -> bool {
     }
 }
 
+fn deduplicated(
+    ctx: &Context,
+    reaction: &CompiledReaction,
+    action: &str,
+    alert: &Alert,
+    job: String,
+) -> Outcome {
+    ctx.metrics.jobs_deduplicated.inc();
+    info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job, "Job exists already: deduplicated");
+    Outcome::Deduplicated(job)
+}
+
 fn skip(
     ctx: &Arc<Context>,
     reaction: &CompiledReaction,
@@ -329,14 +340,13 @@ fn skip(
     ctx.metrics.skipped(reason);
     info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job, reason, "Job skipped: {why}");
     publish(ctx, reaction, EventType::Normal, "Skipped", format!("Skipped Job {job} for alert {} ({reason}): {why}", alert.fingerprint));
-    Outcome::Skipped {
-        reason,
-        job: job.to_string(),
-    }
+    Outcome::Skipped
 }
 
 enum Gate {
     Proceed,
+    /// The Job of this very occurrence exists: a duplicate delivery.
+    Exists,
     Skip(&'static str, String),
 }
 
@@ -359,10 +369,11 @@ async fn gate(
         let list = api.list(&ListParams::default().labels(&selector)).await?;
         let now = jiff::Timestamp::now();
         let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
-        for j in list.items.iter().filter(|j| owned_by(j, reaction)) {
-            if j.metadata.name.as_deref() == Some(name) {
-                continue;
-            }
+        let owned: Vec<&Job> = list.items.iter().filter(|j| owned_by(j, reaction)).collect();
+        if owned.iter().any(|j| j.metadata.name.as_deref() == Some(name)) {
+            return Ok(Gate::Exists);
+        }
+        for j in owned {
             let same_occurrence = j
                 .metadata
                 .labels
@@ -392,7 +403,11 @@ async fn gate(
             jobs::sanitize_label_value(action)
         );
         let list = api.list(&ListParams::default().labels(&selector)).await?;
-        for j in list.items.iter().filter(|j| owned_by(j, reaction)) {
+        let owned: Vec<&Job> = list.items.iter().filter(|j| owned_by(j, reaction)).collect();
+        if owned.iter().any(|j| j.metadata.name.as_deref() == Some(name)) {
+            return Ok(Gate::Exists);
+        }
+        for j in owned {
             let same_occurrence = j
                 .metadata
                 .labels

@@ -55,7 +55,11 @@ fn found(what: &str, candidates: &[Option<PathBuf>]) -> Result<PathBuf> {
 pub fn etcd() -> Result<PathBuf> {
     found(
         "etcd",
-        &[env_path("KARO_ETCD"), kubebuilder_asset("etcd"), on_path("etcd")],
+        &[
+            env_path("KARO_ETCD"),
+            kubebuilder_asset("etcd"),
+            on_path("etcd"),
+        ],
     )
 }
 
@@ -86,7 +90,10 @@ pub fn amtool() -> Result<PathBuf> {
 }
 
 pub fn promtool() -> Result<PathBuf> {
-    found("promtool", &[env_path("KARO_PROMTOOL"), on_path("promtool")])
+    found(
+        "promtool",
+        &[env_path("KARO_PROMTOOL"), on_path("promtool")],
+    )
 }
 
 pub fn helm3() -> Result<PathBuf> {

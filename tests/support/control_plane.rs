@@ -321,7 +321,11 @@ async fn start_etcd(dir: &Path) -> Result<(Proc, String)> {
         }
         bail!(
             "etcd {}; last lines of {}:\n{tail}",
-            if proc.exited() { "exited" } else { "did not become healthy" },
+            if proc.exited() {
+                "exited"
+            } else {
+                "did not become healthy"
+            },
             proc.log_path().display()
         );
     }
@@ -397,7 +401,11 @@ async fn wait_crd_established(client: &kube::Client, name: &str) -> Result<()> {
                 Err(_) => false,
             };
             // Established, and the resource is actually served.
-            established && reactions.list(&ListParams::default().limit(1)).await.is_ok()
+            established
+                && reactions
+                    .list(&ListParams::default().limit(1))
+                    .await
+                    .is_ok()
         }
     })
     .await

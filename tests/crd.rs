@@ -1,0 +1,517 @@
+//! The AlertReaction CRD against a real kube-apiserver, the committed CRD files, and
+//! the hygiene of the test platform itself.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use serde_json::{json, Value};
+
+use karo::crd::{crd_yaml, AlertReaction};
+use support::process::{remove_stale_dirs, run_output};
+use support::{karo_bin, pid_alive, wait_until, Alertmanager, ControlPlane, Proc, TestDir};
+
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A fixture manifest as JSON, with its namespace set to `namespace`.
+fn fixture(name: &str, namespace: &str) -> Value {
+    let path = repo_path(&format!("tests/fixtures/{name}"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut manifest: Value =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+    manifest["metadata"]["namespace"] = json!(namespace);
+    manifest
+}
+
+fn dynamic_api(client: kube::Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client, namespace, &ApiResource::erase::<AlertReaction>(&()))
+}
+
+fn stdout_of(output: &std::process::Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn karo_crd_output_applies_and_kubectl_shows_the_printer_columns() {
+    // An API server of its own, so that the CRD is new to it.
+    let cp = ControlPlane::start().await.expect("control plane");
+
+    let crd = stdout_of(
+        &run_output(
+            {
+                let mut cmd = Command::new(karo_bin());
+                cmd.arg("crd");
+                cmd
+            },
+            None,
+        )
+        .expect("running karo crd"),
+        "karo crd",
+    );
+    stdout_of(
+        &cp.kubectl_with_stdin(&["apply", "-f", "-"], Some(crd.as_bytes())),
+        "kubectl apply -f - (karo crd)",
+    );
+    stdout_of(
+        &cp.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/alertreactions.karo.io",
+        ]),
+        "kubectl wait --for=condition=Established",
+    );
+
+    let ns = cp.namespace("printer-columns").await;
+    let client = cp.client().await;
+    let typed = Api::<AlertReaction>::namespaced(client, &ns);
+    wait_until(HANG_GUARD, || async {
+        typed.list(&Default::default()).await.is_ok()
+    })
+    .await
+    .expect("the AlertReaction resource is served");
+
+    let legacy = fixture("legacy-actions.yaml", &ns).to_string();
+    stdout_of(
+        &cp.kubectl_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(legacy.as_bytes())),
+        "kubectl apply (legacy-actions.yaml)",
+    );
+
+    let table = stdout_of(&cp.kubectl(&["get", "ar", "-n", &ns]), "kubectl get ar");
+    eprintln!("kubectl get ar:\n{table}");
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "ALERT",
+            "ACTIONS",
+            "READY",
+            "LAST",
+            "TRIGGERED",
+            "TRIGGERS",
+            "AGE"
+        ],
+        "header of `kubectl get ar`:\n{table}"
+    );
+    // The API server prints the first match of a printer column's JSONPath only, so
+    // ACTIONS shows the first action, not every one.
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row.get(..3),
+        Some(&["disk-pressure-cleanup", "NodeDiskPressure", "cleanup"][..]),
+        "first row of `kubectl get ar`:\n{table}"
+    );
+}
+
+/// Applies a fixture and checks that its spec survives the API server and the
+/// `AlertReaction` type: equal to what was written, plus the CRD's defaults.
+async fn assert_round_trip(fixture_name: &str) {
+    let cp = ControlPlane::shared();
+    cp.install_crd().await;
+    let ns = cp
+        .namespace(&format!(
+            "round-trip-{}",
+            fixture_name.trim_end_matches(".yaml")
+        ))
+        .await;
+    let client = cp.client().await;
+    let manifest = fixture(fixture_name, &ns);
+    let name = manifest["metadata"]["name"]
+        .as_str()
+        .expect("fixture has a name")
+        .to_string();
+
+    let object: DynamicObject = serde_json::from_value(manifest.clone()).expect("a k8s object");
+    dynamic_api(client.clone(), &ns)
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap_or_else(|e| panic!("the API server rejected {fixture_name}: {e}"));
+
+    let mut expected = manifest["spec"].clone();
+    let spec = expected.as_object_mut().expect("spec is an object");
+    spec.entry("triggerOn").or_insert(json!(["firing"]));
+    spec.entry("concurrencyPolicy").or_insert(json!("Allow"));
+
+    // What the server stored (pruning would show here)...
+    let stored = dynamic_api(client.clone(), &ns)
+        .get(&name)
+        .await
+        .expect("get as DynamicObject");
+    assert_eq!(
+        stored.data["spec"], expected,
+        "{fixture_name}: the API server changed the spec"
+    );
+    // ...and what Karo's type makes of it.
+    let reaction = Api::<AlertReaction>::namespaced(client, &ns)
+        .get(&name)
+        .await
+        .expect("get as AlertReaction");
+    let read_back = serde_json::to_value(&reaction.spec).expect("spec serialises");
+    assert_eq!(
+        read_back, expected,
+        "{fixture_name}: AlertReactionSpec lost or changed a field"
+    );
+}
+
+#[tokio::test]
+async fn seed_job_template_reaction_round_trips() {
+    assert_round_trip("seed-jobtemplate.yaml").await;
+}
+
+#[tokio::test]
+async fn legacy_actions_reaction_round_trips() {
+    assert_round_trip("legacy-actions.yaml").await;
+}
+
+/// Creates `manifest` and returns the API server's error message.
+async fn rejection(manifest: Value) -> String {
+    let cp = ControlPlane::shared();
+    cp.install_crd().await;
+    let ns = cp.namespace("rejected").await;
+    let mut manifest = manifest;
+    manifest["metadata"]["namespace"] = json!(ns);
+    let object: DynamicObject = serde_json::from_value(manifest).expect("a k8s object");
+    match dynamic_api(cp.client().await, &ns)
+        .create(&PostParams::default(), &object)
+        .await
+    {
+        Ok(_) => panic!("the API server accepted an invalid AlertReaction"),
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "expected 422 Invalid: {status:?}");
+            status.message
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn api_server_rejects_an_unknown_matcher_operator() {
+    let message = rejection(json!({
+        "apiVersion": "karo.io/v1alpha1",
+        "kind": "AlertReaction",
+        "metadata": {"name": "double-equals"},
+        "spec": {
+            "alertName": "HighCPUUsage",
+            "matchers": [{"name": "severity", "operator": "==", "value": "critical"}],
+            "actions": [{"name": "a", "image": "busybox"}]
+        }
+    }))
+    .await;
+    // kube-apiserver 1.20 leaves the index out of the path ("spec.matchers.operator");
+    // later versions write "spec.matchers[0].operator". Both name the field.
+    assert!(
+        message.contains("spec.matchers[0].operator") || message.contains("spec.matchers.operator"),
+        "message should name the field: {message}"
+    );
+    assert!(
+        message.contains("Unsupported value") && message.contains(r#""==""#),
+        "message should name the rejected value: {message}"
+    );
+}
+
+#[tokio::test]
+async fn api_server_rejects_a_reaction_without_alert_name() {
+    let message = rejection(json!({
+        "apiVersion": "karo.io/v1alpha1",
+        "kind": "AlertReaction",
+        "metadata": {"name": "no-alert-name"},
+        "spec": {"actions": [{"name": "a", "image": "busybox"}]}
+    }))
+    .await;
+    assert!(
+        message.contains("spec.alertName"),
+        "message should name the field: {message}"
+    );
+}
+
+/// `Err` with a message saying how to fix it, if `path` is not exactly `generated`.
+fn crd_drift(path: &Path, generated: &str) -> Result<(), String> {
+    let committed = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}; run `make crd`", path.display()))?;
+    if committed == generated {
+        return Ok(());
+    }
+    let (committed_lines, generated_lines): (Vec<&str>, Vec<&str>) =
+        (committed.lines().collect(), generated.lines().collect());
+    let line = committed_lines
+        .iter()
+        .zip(&generated_lines)
+        .position(|(c, g)| c != g)
+        .unwrap_or(committed_lines.len().min(generated_lines.len()));
+    Err(format!(
+        "{} is not what `karo crd` generates (first difference at line {}: committed {:?}, \
+         generated {:?}); run `make crd` and commit the result",
+        path.display(),
+        line + 1,
+        committed_lines
+            .get(line)
+            .copied()
+            .unwrap_or("<end of file>"),
+        generated_lines
+            .get(line)
+            .copied()
+            .unwrap_or("<end of file>"),
+    ))
+}
+
+#[test]
+fn committed_crd_files_match_the_generated_crd() {
+    let generated = crd_yaml().expect("CRD serialises");
+    for file in [
+        "config/crd/karo.io_alertreactions.yaml",
+        "charts/karo/crds/karo.io_alertreactions.yaml",
+    ] {
+        if let Err(drift) = crd_drift(&repo_path(file), &generated) {
+            panic!("{drift}");
+        }
+    }
+}
+
+#[test]
+fn drift_check_catches_a_hand_edit() {
+    let generated = crd_yaml().expect("CRD serialises");
+    let dir = TestDir::new("crd-drift").expect("temp dir");
+    let copy = dir.path().join("karo.io_alertreactions.yaml");
+
+    std::fs::write(&copy, &generated).expect("write copy");
+    assert_eq!(crd_drift(&copy, &generated), Ok(()));
+
+    let original = "The alert's `alertname` label must equal this.";
+    assert!(
+        generated.contains(original),
+        "the description to edit is gone"
+    );
+    let edited = generated.replacen(original, "Edited by hand.", 1);
+    std::fs::write(&copy, edited).expect("write edited copy");
+    let drift = crd_drift(&copy, &generated).expect_err("a hand edit is drift");
+    assert!(drift.contains("make crd"), "{drift}");
+    assert!(drift.contains("Edited by hand."), "{drift}");
+}
+
+/// `kill(pid, 0)` fails with ESRCH: no such process, not even a zombie.
+fn assert_reaped(pid: u32, what: &str) {
+    // SAFETY: signal 0 only checks for existence.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    assert!(
+        rc == -1 && errno == Some(libc::ESRCH),
+        "{what} (pid {pid}) still exists"
+    );
+}
+
+#[tokio::test]
+async fn platform_processes_and_dirs_are_gone_after_drop() {
+    let cp = ControlPlane::start().await.expect("control plane");
+    let am = Alertmanager::start(MINIMAL_ALERTMANAGER_CONFIG)
+        .await
+        .expect("alertmanager");
+    let etcd = cp.etcd_pid();
+    let apiserver = cp.apiserver_pid().expect("apiserver running");
+    let alertmanager = am.pid();
+    let dirs = [cp.dir().to_path_buf(), am.dir().to_path_buf()];
+    for (pid, what) in [
+        (etcd, "etcd"),
+        (apiserver, "kube-apiserver"),
+        (alertmanager, "alertmanager"),
+    ] {
+        assert!(pid_alive(pid), "{what} should be running");
+    }
+    for dir in &dirs {
+        assert!(dir.is_dir(), "{} should exist", dir.display());
+    }
+
+    drop(cp);
+    drop(am);
+
+    // Drop killed and reaped them.
+    for (pid, what) in [
+        (etcd, "etcd"),
+        (apiserver, "kube-apiserver"),
+        (alertmanager, "alertmanager"),
+    ] {
+        assert_reaped(pid, what);
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+    for dir in &dirs {
+        assert!(!dir.exists(), "{} was not removed", dir.display());
+    }
+}
+
+const MINIMAL_ALERTMANAGER_CONFIG: &str = "route:
+  receiver: nowhere
+receivers:
+- name: nowhere
+";
+
+/// Runs this test binary's `platform_helper` in `mode` and returns the helper process
+/// and the file it reports to.
+fn start_helper(mode: &str, dir: &TestDir) -> (Proc, PathBuf) {
+    let report = dir.path().join(format!("{mode}.report"));
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary path"));
+    cmd.args(["platform_helper", "--exact", "--ignored", "--nocapture"])
+        .env("KARO_TEST_HELPER", mode)
+        .env("KARO_TEST_HELPER_REPORT", &report);
+    let helper = Proc::spawn(
+        &format!("helper ({mode})"),
+        cmd,
+        &dir.path().join(format!("{mode}.log")),
+    )
+    .expect("starting the helper");
+    (helper, report)
+}
+
+async fn read_report(helper: &mut Proc, report: &Path) -> Vec<String> {
+    wait_until(Duration::from_secs(180), || {
+        let done = report.exists() || helper.exited();
+        async move { done }
+    })
+    .await
+    .expect("the helper reports");
+    let text = std::fs::read_to_string(report)
+        .unwrap_or_else(|_| panic!("no report from the helper:\n{}", helper.log_tail(40)));
+    text.split_whitespace().map(str::to_string).collect()
+}
+
+/// The test binary is killed outright (no unwinding, no atexit): its children die
+/// with it (PDEATHSIG), and the next test binary removes its dirs.
+#[tokio::test]
+async fn children_die_when_the_test_binary_is_killed() {
+    let dir = TestDir::new("helper-kill").expect("temp dir");
+    let (mut helper, report) = start_helper("hold", &dir);
+    let report = read_report(&mut helper, &report).await;
+    let (alertmanager, am_dir) = (report[0].parse::<u32>().expect("pid"), &report[1]);
+    assert!(pid_alive(alertmanager), "alertmanager should be running");
+
+    helper.kill();
+    wait_until(HANG_GUARD, || async { !pid_alive(alertmanager) })
+        .await
+        .expect("alertmanager died with the killed test binary");
+
+    assert!(Path::new(am_dir).exists(), "nothing could remove it yet");
+    remove_stale_dirs();
+    assert!(
+        !Path::new(am_dir).exists(),
+        "stale dir {am_dir} was not removed"
+    );
+}
+
+/// The shared control plane lives in a static, which is never dropped: it is stopped
+/// and its dir removed when the test binary exits.
+#[tokio::test]
+async fn shared_control_plane_stops_when_the_test_binary_exits() {
+    let dir = TestDir::new("helper-exit").expect("temp dir");
+    let (mut helper, report) = start_helper("shared", &dir);
+    let report = read_report(&mut helper, &report).await;
+    let status = helper.wait_exit(HANG_GUARD).expect("the helper exits");
+    assert!(status.success(), "helper failed:\n{}", helper.log_tail(40));
+
+    // The helper's exit hook killed and reaped them.
+    for (pid, what) in [(&report[0], "etcd"), (&report[1], "kube-apiserver")] {
+        assert_reaped(pid.parse().expect("pid"), what);
+    }
+    assert!(
+        !Path::new(&report[2]).exists(),
+        "{} was not removed at exit",
+        report[2]
+    );
+}
+
+/// Not a test: started by the two tests above, in a separate process.
+#[tokio::test]
+#[ignore = "run by other tests with KARO_TEST_HELPER set"]
+async fn platform_helper() {
+    let (Ok(mode), Some(report)) = (
+        std::env::var("KARO_TEST_HELPER"),
+        std::env::var_os("KARO_TEST_HELPER_REPORT"),
+    ) else {
+        return;
+    };
+    match mode.as_str() {
+        "hold" => {
+            let am = Alertmanager::start(MINIMAL_ALERTMANAGER_CONFIG)
+                .await
+                .expect("alertmanager");
+            write_report(&report, &format!("{} {}", am.pid(), am.dir().display()));
+            // Until the parent test kills this process.
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        "shared" => {
+            let cp = ControlPlane::shared();
+            write_report(
+                &report,
+                &format!(
+                    "{} {} {}",
+                    cp.etcd_pid(),
+                    cp.apiserver_pid().expect("apiserver running"),
+                    cp.dir().display()
+                ),
+            );
+        }
+        other => panic!("unknown helper mode {other}"),
+    }
+}
+
+/// Written whole or not at all: the parent polls for the file.
+fn write_report(path: &std::ffi::OsStr, text: &str) {
+    let partial = PathBuf::from(format!("{}.partial", Path::new(path).display()));
+    std::fs::write(&partial, text).expect("write report");
+    std::fs::rename(&partial, path).expect("rename report");
+}
+
+#[tokio::test]
+#[ignore]
+async fn zz_probe() {
+    let cp = ControlPlane::start().await.unwrap();
+    cp.install_crd().await;
+    let ns = cp.namespace("probe").await;
+    let show = |o: std::process::Output| {
+        eprintln!("rc={} out={} err={}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    show(cp.kubectl(&["get", "crd", "alertreactions.karo.io", "-o", "jsonpath={.status.conditions}"]));
+    let int_quantity = r#"{"apiVersion":"karo.io/v1alpha1","kind":"AlertReaction","metadata":{"name":"intq"},"spec":{"alertName":"A","actions":[{"name":"a","image":"b","resources":{"limits":{"cpu":1,"memory":"1Gi"}}}],"volumes":[{"name":"s","emptyDir":{"sizeLimit":1000}}]}}"#;
+    show(cp.kubectl_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(int_quantity.as_bytes())));
+    show(cp.kubectl_with_stdin(&["apply", "--validate=false", "-n", &ns, "-f", "-"], Some(int_quantity.as_bytes())));
+    let ok = r#"{"apiVersion":"karo.io/v1alpha1","kind":"AlertReaction","metadata":{"name":"ok"},"spec":{"alertName":"A","cooldown":"10m","actions":[{"name":"a","image":"b"},{"name":"c","image":"d"}]}}"#;
+    show(cp.kubectl_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(ok.as_bytes())));
+    let status = r#"{"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"True","reason":"Valid","message":"ok","lastTransitionTime":"2026-11-26T10:00:00Z"}],"lastTriggered":"2026-11-26T10:00:00Z","triggerCount":3,"lastJobsCreated":[{"name":"j","namespace":"n","actionName":"a","createdAt":"2026-11-26T10:00:00Z"}]}}"#;
+    show(cp.kubectl(&["patch", "ar", "ok", "-n", &ns, "--subresource=status", "--type=merge", "-p", status]));
+    show(cp.kubectl(&["get", "ar", "-n", &ns]));
+    show(cp.kubectl(&["get", "ar", "ok", "-n", &ns, "-o", "json"]));
+    let client = cp.client().await;
+    let typed = Api::<AlertReaction>::namespaced(client.clone(), &ns);
+    let ar = typed.get("ok").await;
+    eprintln!("typed: {:?}", ar.map(|a| a.status));
+    // null for an optional field
+    let nulls = r#"{"apiVersion":"karo.io/v1alpha1","kind":"AlertReaction","metadata":{"name":"nulls"},"spec":{"alertName":"A","cooldown":null,"triggerOn":null,"concurrencyPolicy":null,"jobTemplate":{"spec":{},"metadata":null}}}"#;
+    show(cp.kubectl_with_stdin(&["create", "-n", &ns, "-f", "-"], Some(nulls.as_bytes())));
+    show(cp.kubectl(&["get", "ar", "nulls", "-n", &ns, "-o", "jsonpath={.spec}"]));
+    let bad = r#"{"apiVersion":"karo.io/v1alpha1","kind":"AlertReaction","metadata":{"name":"bad"},"spec":{"alertName":"A","cooldown":"10 minutes","triggerOn":["pending"],"concurrencyPolicy":"Replace","ttlSecondsAfterFinished":-1,"activeDeadlineSeconds":0,"matchers":[{"name":"","operator":"=","value":"x"}],"actions":[{"name":"","image":""}]}}"#;
+    show(cp.kubectl_with_stdin(&["create", "-n", &ns, "-f", "-"], Some(bad.as_bytes())));
+    let log = std::fs::read_to_string(cp.apiserver_log()).unwrap();
+    for l in log.lines().filter(|l| l.contains("karo") || l.contains("alertreaction")) { eprintln!("LOG {l}"); }
+}
