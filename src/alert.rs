@@ -72,6 +72,8 @@ impl Alert {
 /// Why a webhook body is not a valid notification.
 #[derive(thiserror::Error, Debug)]
 pub enum PayloadError {
+    #[error("body is empty (expected an Alertmanager webhook notification)")]
+    Empty,
     #[error("body is not valid JSON: {0}")]
     InvalidJson(#[source] serde_json::Error),
     #[error("body must be a JSON object (an Alertmanager webhook notification), found {found}")]
@@ -97,6 +99,9 @@ pub fn parse_notification(
     body: &[u8],
     received_at: jiff::Timestamp,
 ) -> Result<Notification, PayloadError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(PayloadError::Empty);
+    }
     let value: Value = serde_json::from_slice(body).map_err(PayloadError::InvalidJson)?;
     let Value::Object(obj) = value else {
         return Err(PayloadError::NotAnObject {
@@ -491,6 +496,14 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases = [
+            (
+                "",
+                "body is empty (expected an Alertmanager webhook notification)",
+            ),
+            (
+                " \n",
+                "body is empty (expected an Alertmanager webhook notification)",
+            ),
             (
                 "{",
                 "body is not valid JSON: EOF while parsing an object at line 1 column 1",

@@ -45,7 +45,8 @@ pub async fn run(ctx: Arc<Context>) {
     });
     let mut events = futures::stream::select_all(streams);
     let writers = Arc::new(Semaphore::new(STATUS_WRITERS));
-    let mut pending: Vec<Vec<(ObjectKey, Entry, Guarded)>> = (0..total).map(|_| Vec::new()).collect();
+    let mut pending: Vec<Vec<(ObjectKey, Entry, Guarded)>> =
+        (0..total).map(|_| Vec::new()).collect();
     let mut synced = vec![false; total];
     while let Some(event) = events.next().await {
         let (i, event) = match event {

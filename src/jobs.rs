@@ -80,7 +80,11 @@ pub fn job_name(reaction: &CompiledReaction, action: &str, alert: &Alert) -> Str
         h.update([0u8]);
     }
     let hash = hex(&h.finalize()[..5]);
-    let prefix = format!("{}-{}", sanitize_name(&reaction.name), sanitize_name(action));
+    let prefix = format!(
+        "{}-{}",
+        sanitize_name(&reaction.name),
+        sanitize_name(action)
+    );
     let mut prefix: String = prefix.chars().take(63 - 1 - hash.len()).collect();
     while prefix.ends_with('-') {
         prefix.pop();
@@ -370,8 +374,8 @@ fn finish(
         }]),
     );
     {
-        let labels = object_at(meta, "labels")
-            .ok_or_else(|| invalid("metadata.labels", "not a mapping"))?;
+        let labels =
+            object_at(meta, "labels").ok_or_else(|| invalid("metadata.labels", "not a mapping"))?;
         for (k, v) in &defaults.labels {
             labels.entry(k.clone()).or_insert_with(|| json!(v));
         }

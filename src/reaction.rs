@@ -318,11 +318,9 @@ fn validate_job_template(spec: &Value, policy: &Policy) -> Result<(), Invalid> {
         .and_then(Value::as_array);
     match containers {
         Some(c) if !c.is_empty() => {}
-        _ => {
-            return Err(Invalid::spec(
-                "spec.jobTemplate.spec.template.spec.containers: at least one container is required",
-            ))
-        }
+        _ => return Err(Invalid::spec(
+            "spec.jobTemplate.spec.template.spec.containers: at least one container is required",
+        )),
     }
     let Some(pod) = pod else { return Ok(()) };
     for key in ["serviceAccountName", "serviceAccount"] {

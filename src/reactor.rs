@@ -21,7 +21,9 @@ use tracing::{info, warn};
 use crate::alert::{Alert, Notification};
 use crate::context::{Context, Runtime};
 use crate::crd::{AlertReaction, ConcurrencyPolicy, JobReference};
-use crate::jobs::{self, JobInput, LABEL_ACTION, LABEL_FINGERPRINT, LABEL_OCCURRENCE, LABEL_REACTION};
+use crate::jobs::{
+    self, JobInput, LABEL_ACTION, LABEL_FINGERPRINT, LABEL_OCCURRENCE, LABEL_REACTION,
+};
 use crate::reaction::CompiledReaction;
 
 /// The JSON summary of a notification, as the webhook answers it.
@@ -97,26 +99,30 @@ pub async fn handle(ctx: &Arc<Context>, notification: Notification) -> Summary {
     }
 
     let limit = runtime.config.limits.max_concurrent_creates.max(1);
+    let events = Arc::new(Events::default());
     let results: Vec<(Task, Outcome)> = futures::stream::iter(tasks)
         .map(|task| {
             let ctx = ctx.clone();
             let runtime = runtime.clone();
             let notification = notification.clone();
+            let events = events.clone();
             async move {
-                let outcome = run_task(&ctx, &runtime, &notification, &task).await;
+                let outcome = run_task(&ctx, &runtime, &notification, &task, &events).await;
                 (task, outcome)
             }
         })
         .buffer_unordered(limit)
         .collect()
         .await;
+    if let Ok(events) = Arc::try_unwrap(events) {
+        events.finish(ctx);
+    }
 
     // One status update per reaction, covering every occurrence it handled here.
     let mut per_reaction: BTreeMap<(String, String), StatusDelta> = BTreeMap::new();
     // Outcomes by (reaction, alert), in source order, decide whether this process
     // counts the trigger.
-    let mut occurrences: BTreeMap<(String, String, usize), Vec<(usize, Outcome)>> =
-        BTreeMap::new();
+    let mut occurrences: BTreeMap<(String, String, usize), Vec<(usize, Outcome)>> = BTreeMap::new();
     for (task, outcome) in &results {
         let key = (
             task.reaction.namespace.clone(),
@@ -212,6 +218,7 @@ async fn run_task(
     runtime: &Runtime,
     notification: &Notification,
     task: &Task,
+    events: &Events,
 ) -> Outcome {
     let reaction = &task.reaction;
     let source = &reaction.sources[task.source];
@@ -232,7 +239,16 @@ async fn run_task(
             m.error("render");
             let message = format!("{}/{}: {e}", reaction.namespace, reaction.name);
             warn!(reaction = %reaction.name, namespace = %reaction.namespace, action = %source.action_name, fingerprint = %alert.fingerprint, error = %e, "cannot render Job");
-            publish(ctx, reaction, EventType::Warning, "Failed", format!("Cannot render the Job of action {:?} for alert {}: {e}", source.action_name, alert.fingerprint));
+            events.publish(
+                ctx,
+                reaction,
+                EventType::Warning,
+                "Failed",
+                format!(
+                    "Cannot render the Job of action {:?} for alert {}: {e}",
+                    source.action_name, alert.fingerprint
+                ),
+            );
             return Outcome::Failed {
                 retryable: false,
                 message,
@@ -242,29 +258,62 @@ async fn run_task(
     let name = job.metadata.name.clone().unwrap_or_default();
 
     if reaction.spec.suspend {
-        return skip(ctx, reaction, &source.action_name, alert, &name, "suspended", "the reaction is suspended");
+        return skip(
+            ctx,
+            events,
+            reaction,
+            &source.action_name,
+            alert,
+            &name,
+            "suspended",
+            "the reaction is suspended",
+        );
     }
     if reaction.spec.dry_run || runtime.config.dry_run {
         m.jobs_dry_run.inc();
         let yaml = serde_yaml::to_string(&job).unwrap_or_default();
         info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %source.action_name, fingerprint = %alert.fingerprint, job = %name, "dry run: Job rendered, not created\n{yaml}");
-        publish(ctx, reaction, EventType::Normal, "Skipped", format!("Dry run: Job {name} rendered for alert {}, not created", alert.fingerprint));
+        events.publish(
+            ctx,
+            reaction,
+            EventType::Normal,
+            "Skipped",
+            format!(
+                "Dry run: Job {name} rendered for alert {}, not created",
+                alert.fingerprint
+            ),
+        );
         return Outcome::DryRun(name);
     }
 
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &reaction.namespace);
-    if reaction.cooldown.is_some() || reaction.spec.concurrency_policy == ConcurrencyPolicy::Forbid {
+    if reaction.cooldown.is_some() || reaction.spec.concurrency_policy == ConcurrencyPolicy::Forbid
+    {
         match gate(&jobs_api, reaction, &source.action_name, alert, &name).await {
             Ok(Gate::Proceed) => {}
-            Ok(Gate::Exists) => return deduplicated(ctx, reaction, &source.action_name, alert, name),
+            Ok(Gate::Exists) => {
+                return deduplicated(ctx, reaction, &source.action_name, alert, name)
+            }
             Ok(Gate::Skip(reason, why)) => {
-                return skip(ctx, reaction, &source.action_name, alert, &name, reason, &why)
+                return skip(
+                    ctx,
+                    events,
+                    reaction,
+                    &source.action_name,
+                    alert,
+                    &name,
+                    reason,
+                    &why,
+                )
             }
             Err(e) => {
                 m.error("api");
                 return Outcome::Failed {
                     retryable: true,
-                    message: format!("{}/{}: cannot list Jobs: {e}", reaction.namespace, reaction.name),
+                    message: format!(
+                        "{}/{}: cannot list Jobs: {e}",
+                        reaction.namespace, reaction.name
+                    ),
                 };
             }
         }
@@ -278,7 +327,17 @@ async fn run_task(
         Ok(created) => {
             m.jobs_created.inc();
             info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %source.action_name, fingerprint = %alert.fingerprint, job = %name, "Job created");
-            publish(ctx, reaction, EventType::Normal, "Triggered", format!("Created Job {name} for alert {} ({})", alert.alert_name(), alert.fingerprint));
+            events.publish(
+                ctx,
+                reaction,
+                EventType::Normal,
+                "Triggered",
+                format!(
+                    "Created Job {name} for alert {} ({})",
+                    alert.alert_name(),
+                    alert.fingerprint
+                ),
+            );
             Outcome::Created(JobReference {
                 name,
                 namespace: reaction.namespace.clone(),
@@ -297,11 +356,20 @@ async fn run_task(
             m.error(if retryable { "api" } else { "job_rejected" });
             warn!(reaction = %reaction.name, namespace = %reaction.namespace, action = %source.action_name, fingerprint = %alert.fingerprint, job = %name, error = %e, retryable, "cannot create Job");
             if !retryable {
-                publish(ctx, reaction, EventType::Warning, "Failed", format!("Cannot create Job {name}: {e}"));
+                events.publish(
+                    ctx,
+                    reaction,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Cannot create Job {name}: {e}"),
+                );
             }
             Outcome::Failed {
                 retryable,
-                message: format!("{}/{}: cannot create Job {name}: {e}", reaction.namespace, reaction.name),
+                message: format!(
+                    "{}/{}: cannot create Job {name}: {e}",
+                    reaction.namespace, reaction.name
+                ),
             }
         }
     }
@@ -328,9 +396,11 @@ fn deduplicated(
     Outcome::Deduplicated(job)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn skip(
     ctx: &Arc<Context>,
-    reaction: &CompiledReaction,
+    events: &Events,
+    reaction: &Arc<CompiledReaction>,
     action: &str,
     alert: &Alert,
     job: &str,
@@ -339,7 +409,16 @@ fn skip(
 ) -> Outcome {
     ctx.metrics.skipped(reason);
     info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job, reason, "Job skipped: {why}");
-    publish(ctx, reaction, EventType::Normal, "Skipped", format!("Skipped Job {job} for alert {} ({reason}): {why}", alert.fingerprint));
+    events.publish(
+        ctx,
+        reaction,
+        EventType::Normal,
+        "Skipped",
+        format!(
+            "Skipped Job {job} for alert {} ({reason}): {why}",
+            alert.fingerprint
+        ),
+    );
     Outcome::Skipped
 }
 
@@ -369,8 +448,15 @@ async fn gate(
         let list = api.list(&ListParams::default().labels(&selector)).await?;
         let now = jiff::Timestamp::now();
         let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
-        let owned: Vec<&Job> = list.items.iter().filter(|j| owned_by(j, reaction)).collect();
-        if owned.iter().any(|j| j.metadata.name.as_deref() == Some(name)) {
+        let owned: Vec<&Job> = list
+            .items
+            .iter()
+            .filter(|j| owned_by(j, reaction))
+            .collect();
+        if owned
+            .iter()
+            .any(|j| j.metadata.name.as_deref() == Some(name))
+        {
             return Ok(Gate::Exists);
         }
         for j in owned {
@@ -403,8 +489,15 @@ async fn gate(
             jobs::sanitize_label_value(action)
         );
         let list = api.list(&ListParams::default().labels(&selector)).await?;
-        let owned: Vec<&Job> = list.items.iter().filter(|j| owned_by(j, reaction)).collect();
-        if owned.iter().any(|j| j.metadata.name.as_deref() == Some(name)) {
+        let owned: Vec<&Job> = list
+            .items
+            .iter()
+            .filter(|j| owned_by(j, reaction))
+            .collect();
+        if owned
+            .iter()
+            .any(|j| j.metadata.name.as_deref() == Some(name))
+        {
             return Ok(Gate::Exists);
         }
         for j in owned {
@@ -448,8 +541,73 @@ fn is_active(job: &Job) -> bool {
     !finished
 }
 
-/// Publishes an Event on the reaction without holding up the webhook's answer.
-fn publish(ctx: &Arc<Context>, reaction: &CompiledReaction, type_: EventType, reason: &str, note: String) {
+/// Events of one notification. A storm of alerts must not become a storm of
+/// Events: per reaction and reason, the first few are published one by one and
+/// the rest are summed up in one more.
+#[derive(Default)]
+struct Events {
+    counts: std::sync::Mutex<
+        BTreeMap<(String, String, &'static str), (usize, Arc<CompiledReaction>, EventType)>,
+    >,
+}
+
+/// Events published one by one per reaction and reason in one notification.
+const EVENTS_PER_REASON: usize = 5;
+
+impl Events {
+    /// Publishes without holding up the webhook's answer.
+    fn publish(
+        &self,
+        ctx: &Arc<Context>,
+        reaction: &Arc<CompiledReaction>,
+        type_: EventType,
+        reason: &'static str,
+        note: String,
+    ) {
+        let n = {
+            let mut counts = match self.counts.lock() {
+                Ok(c) => c,
+                Err(p) => p.into_inner(),
+            };
+            let entry = counts
+                .entry((reaction.namespace.clone(), reaction.name.clone(), reason))
+                .or_insert((0, reaction.clone(), type_));
+            entry.0 += 1;
+            entry.0
+        };
+        if n <= EVENTS_PER_REASON {
+            spawn_event(ctx, reaction, type_, reason, note);
+        }
+    }
+
+    /// One summary Event per reaction and reason that went over the budget.
+    fn finish(self, ctx: &Arc<Context>) {
+        let counts = match self.counts.into_inner() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        for ((_, _, reason), (n, reaction, type_)) in counts {
+            if n > EVENTS_PER_REASON {
+                let more = n - EVENTS_PER_REASON;
+                spawn_event(
+                    ctx,
+                    &reaction,
+                    type_,
+                    reason,
+                    format!("{more} more {reason} events for this notification ({n} in all); see Karo's log for each Job"),
+                );
+            }
+        }
+    }
+}
+
+fn spawn_event(
+    ctx: &Arc<Context>,
+    reaction: &CompiledReaction,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let ctx = ctx.clone();
     let reference = reaction.object_ref();
     let event = Event {

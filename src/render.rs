@@ -12,7 +12,7 @@
 //! Handlebars runs in strict mode (a missing variable is an error;
 //! `{{default labels.team "none"}}` tolerates absence) with no HTML escaping.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -37,6 +37,8 @@ pub enum RenderError {
     UnknownVariable { field: String, name: String },
     #[error("{}unknown helper `{name}`", prefix(.field))]
     UnknownHelper { field: String, name: String },
+    #[error("{}{message}", prefix(.field))]
+    InvalidArguments { field: String, message: String },
     #[error("{}{what} are not supported", prefix(.field))]
     Unsupported { field: String, what: &'static str },
     #[error("{}{message}", prefix(.field))]
@@ -58,6 +60,7 @@ impl RenderError {
             RenderError::Parse { field, .. }
             | RenderError::UnknownVariable { field, .. }
             | RenderError::UnknownHelper { field, .. }
+            | RenderError::InvalidArguments { field, .. }
             | RenderError::Unsupported { field, .. }
             | RenderError::Render { field, .. } => field,
         }
@@ -81,24 +84,83 @@ const BUILTIN_HELPERS: &[&str] = &[
 
 type HelperFn = fn(&'static str, &[PathAndJson<'_>]) -> Result<Value, HbError>;
 
+/// One of Karo's helpers, with the number of arguments it takes so that a wrong
+/// call is found by the static check rather than by the first alert.
+#[derive(Clone, Copy)]
+struct HelperSpec {
+    name: &'static str,
+    f: HelperFn,
+    min: usize,
+    max: usize,
+    usage: &'static str,
+}
+
+impl HelperSpec {
+    fn check_arity(&self, got: usize) -> Result<(), String> {
+        if (self.min..=self.max).contains(&got) {
+            Ok(())
+        } else {
+            Err(format!(
+                "helper `{}` takes {}, got {got}",
+                self.name, self.usage
+            ))
+        }
+    }
+}
+
+const fn spec(
+    name: &'static str,
+    f: HelperFn,
+    min: usize,
+    max: usize,
+    usage: &'static str,
+) -> HelperSpec {
+    HelperSpec {
+        name,
+        f,
+        min,
+        max,
+        usage,
+    }
+}
+
 /// Karo's helpers. None of the crate's built-ins covers these.
-const KARO_HELPERS: &[(&str, HelperFn)] = &[
-    ("default", helper_default),
-    ("lower", helper_lower),
-    ("upper", helper_upper),
-    ("trunc", helper_trunc),
-    ("replace", helper_replace),
-    ("json", helper_json),
-    ("quote", helper_quote),
-    ("shellQuote", helper_shell_quote),
-    ("dns1123", helper_dns1123),
-    ("now", helper_now),
+const KARO_HELPERS: &[HelperSpec] = &[
+    spec(
+        "default",
+        helper_default,
+        2,
+        2,
+        "2 arguments (value, fallback)",
+    ),
+    spec("lower", helper_lower, 1, 1, "1 argument"),
+    spec("upper", helper_upper, 1, 1, "1 argument"),
+    spec("trunc", helper_trunc, 2, 2, "2 arguments (string, length)"),
+    spec(
+        "replace",
+        helper_replace,
+        3,
+        3,
+        "3 arguments (string, old, new)",
+    ),
+    spec("json", helper_json, 1, 1, "1 argument"),
+    spec("quote", helper_quote, 1, 1, "1 argument"),
+    spec("shellQuote", helper_shell_quote, 1, 1, "1 argument"),
+    spec(
+        "dns1123",
+        helper_dns1123,
+        1,
+        2,
+        "1 or 2 arguments (string, max length)",
+    ),
+    spec("now", helper_now, 0, 0, "no arguments"),
 ];
 
 /// The configured Handlebars registry: strict, unescaped, with Karo's helpers.
 pub struct Renderer {
     registry: Handlebars<'static>,
-    helpers: BTreeSet<&'static str>,
+    /// Every helper a template may call; Karo's own with their arity.
+    helpers: BTreeMap<&'static str, Option<HelperSpec>>,
 }
 
 impl Renderer {
@@ -106,14 +168,11 @@ impl Renderer {
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
-        for &(name, f) in KARO_HELPERS {
-            registry.register_helper(name, Box::new(FnHelper { name, f }));
+        let mut helpers: BTreeMap<_, _> = BUILTIN_HELPERS.iter().map(|&n| (n, None)).collect();
+        for &spec in KARO_HELPERS {
+            registry.register_helper(spec.name, Box::new(FnHelper(spec)));
+            helpers.insert(spec.name, Some(spec));
         }
-        let helpers = BUILTIN_HELPERS
-            .iter()
-            .chain(KARO_HELPERS.iter().map(|(name, _)| name))
-            .copied()
-            .collect();
         Renderer { registry, helpers }
     }
 
@@ -148,7 +207,7 @@ impl Default for Renderer {
 impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Renderer")
-            .field("helpers", &self.helpers)
+            .field("helpers", &self.helpers.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -479,13 +538,13 @@ struct Scope {
 /// Walks a template's syntax tree as Handlebars would evaluate it, tracking what
 /// the current context is, so that typos are found before any alert arrives.
 struct Validator<'a> {
-    helpers: &'a BTreeSet<&'static str>,
+    helpers: &'a BTreeMap<&'static str, Option<HelperSpec>>,
     field: &'a str,
     scopes: Vec<Scope>,
 }
 
 impl<'a> Validator<'a> {
-    fn new(helpers: &'a BTreeSet<&'static str>, field: &'a str) -> Self {
+    fn new(helpers: &'a BTreeMap<&'static str, Option<HelperSpec>>, field: &'a str) -> Self {
         Validator {
             helpers,
             field,
@@ -534,7 +593,9 @@ impl<'a> Validator<'a> {
         match &ht.name {
             // Handlebars tries a helper of that name first, as here.
             Parameter::Path(path) if name_only => match helper_name(path) {
-                Some(name) if self.helpers.contains(name) => Ok(Shape::Any),
+                Some(name) if self.helpers.contains_key(name) => {
+                    self.helper(name, 0).map(|_| Shape::Any)
+                }
                 _ => self.path(path),
             },
             Parameter::Subexpression(sub) => {
@@ -544,7 +605,7 @@ impl<'a> Validator<'a> {
             Parameter::Literal(_) if name_only => Ok(Shape::Any),
             name => {
                 let name = name.as_name().unwrap_or_default();
-                self.helper(name)?;
+                self.helper(name, ht.params.len())?;
                 self.arguments(ht)
             }
         }
@@ -559,14 +620,21 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn helper(&self, name: &str) -> Result<(), RenderError> {
-        if self.helpers.contains(name) {
-            Ok(())
-        } else {
-            Err(RenderError::UnknownHelper {
+    /// The helper must exist and, if it is Karo's, get as many arguments as it takes.
+    fn helper(&self, name: &str, args: usize) -> Result<(), RenderError> {
+        match self.helpers.get(name) {
+            None => Err(RenderError::UnknownHelper {
                 field: self.field.to_owned(),
                 name: name.to_owned(),
-            })
+            }),
+            Some(Some(spec)) => {
+                spec.check_arity(args)
+                    .map_err(|message| RenderError::InvalidArguments {
+                        field: self.field.to_owned(),
+                        message,
+                    })
+            }
+            Some(None) => Ok(()),
         }
     }
 
@@ -589,7 +657,7 @@ impl<'a> Validator<'a> {
     /// `{{#helper params}}...{{else}}...{{/helper}}`.
     fn block(&mut self, ht: &HelperTemplate) -> Result<(), RenderError> {
         let name = ht.name.as_name().unwrap_or_default().to_owned();
-        self.helper(&name)?;
+        self.helper(&name, ht.params.len())?;
         let mut shapes = Vec::with_capacity(ht.params.len());
         for p in &ht.params {
             shapes.push(self.parameter(p)?);
@@ -749,10 +817,7 @@ fn block_param_names(bp: Option<&BlockParam>) -> Vec<String> {
 
 /// A helper that computes a value from its arguments. Returning a value rather
 /// than writing text lets helpers nest: `{{upper (default labels.team "ops")}}`.
-struct FnHelper {
-    name: &'static str,
-    f: HelperFn,
-}
+struct FnHelper(HelperSpec);
 
 impl HelperDef for FnHelper {
     fn call_inner<'reg: 'rc, 'rc>(
@@ -762,7 +827,9 @@ impl HelperDef for FnHelper {
         _: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, HbError> {
-        (self.f)(self.name, h.params()).map(ScopedJson::Derived)
+        let spec = &self.0;
+        spec.check_arity(h.params().len()).map_err(helper_error)?;
+        (spec.f)(spec.name, h.params()).map(ScopedJson::Derived)
     }
 }
 
@@ -770,21 +837,16 @@ fn helper_error(message: String) -> HbError {
     RenderErrorReason::Other(message).into()
 }
 
-fn arity<'a, 'rc>(
-    name: &str,
+/// The `i`th argument. Arity is checked before a helper runs; this keeps the
+/// helpers free of indexing that could panic.
+fn arg<'a, 'rc>(
+    name: &'static str,
     params: &'a [PathAndJson<'rc>],
-    min: usize,
-    max: usize,
-    usage: &str,
-) -> Result<&'a [PathAndJson<'rc>], HbError> {
-    if (min..=max).contains(&params.len()) {
-        Ok(params)
-    } else {
-        Err(helper_error(format!(
-            "helper `{name}` takes {usage}, got {} argument(s)",
-            params.len()
-        )))
-    }
+    i: usize,
+) -> Result<&'a PathAndJson<'rc>, HbError> {
+    params
+        .get(i)
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(name, i).into())
 }
 
 /// The argument's value; a missing variable is an error, as strict mode wants.
@@ -828,29 +890,29 @@ fn is_empty(v: &Value) -> bool {
 
 /// `{{default value fallback}}`: `value` unless it is missing, null or empty.
 fn helper_default(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Value, HbError> {
-    let params = arity(name, params, 2, 2, "2 arguments (value, fallback)")?;
-    let value = &params[0];
+    let value = arg(name, params, 0)?;
     if !value.is_value_missing() && !is_empty(value.value()) {
         return Ok(value.value().clone());
     }
-    present(&params[1]).cloned()
+    present(arg(name, params, 1)?).cloned()
 }
 
 fn helper_lower(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Value, HbError> {
-    let params = arity(name, params, 1, 1, "1 argument")?;
-    Ok(Value::String(text_arg(&params[0])?.to_lowercase()))
+    Ok(Value::String(
+        text_arg(arg(name, params, 0)?)?.to_lowercase(),
+    ))
 }
 
 fn helper_upper(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Value, HbError> {
-    let params = arity(name, params, 1, 1, "1 argument")?;
-    Ok(Value::String(text_arg(&params[0])?.to_uppercase()))
+    Ok(Value::String(
+        text_arg(arg(name, params, 0)?)?.to_uppercase(),
+    ))
 }
 
 /// `{{trunc s n}}`: the first `n` characters; a negative `n` keeps the last `-n`.
 fn helper_trunc(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Value, HbError> {
-    let params = arity(name, params, 2, 2, "2 arguments (string, length)")?;
-    let s = text_arg(&params[0])?;
-    let n = int_arg(name, &params[1])?;
+    let s = text_arg(arg(name, params, 0)?)?;
+    let n = int_arg(name, arg(name, params, 1)?)?;
     let len = usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX);
     let out = if n >= 0 {
         s.chars().take(len).collect()
@@ -862,38 +924,33 @@ fn helper_trunc(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Value,
 }
 
 fn helper_replace(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Value, HbError> {
-    let params = arity(name, params, 3, 3, "3 arguments (string, old, new)")?;
-    let s = text_arg(&params[0])?;
-    let from = text_arg(&params[1])?;
-    let to = text_arg(&params[2])?;
+    let s = text_arg(arg(name, params, 0)?)?;
+    let from = text_arg(arg(name, params, 1)?)?;
+    let to = text_arg(arg(name, params, 2)?)?;
     Ok(Value::String(s.replace(&from, &to)))
 }
 
 /// `{{json v}}`: `v` as compact JSON.
 fn helper_json(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Value, HbError> {
-    let params = arity(name, params, 1, 1, "1 argument")?;
-    Ok(Value::String(present(&params[0])?.to_string()))
+    Ok(Value::String(present(arg(name, params, 0)?)?.to_string()))
 }
 
 /// `{{quote s}}`: `s` as a double-quoted JSON string.
 fn helper_quote(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Value, HbError> {
-    let params = arity(name, params, 1, 1, "1 argument")?;
     Ok(Value::String(
-        Value::String(text_arg(&params[0])?).to_string(),
+        Value::String(text_arg(arg(name, params, 0)?)?).to_string(),
     ))
 }
 
 /// `{{shellQuote s}}`: `s` as one word for a POSIX shell.
 fn helper_shell_quote(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Value, HbError> {
-    let params = arity(name, params, 1, 1, "1 argument")?;
-    let s = text_arg(&params[0])?;
+    let s = text_arg(arg(name, params, 0)?)?;
     Ok(Value::String(format!("'{}'", s.replace('\'', r"'\''"))))
 }
 
 /// `{{dns1123 s}}` or `{{dns1123 s max}}`: see [`dns1123_label`].
 fn helper_dns1123(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Value, HbError> {
-    let params = arity(name, params, 1, 2, "1 or 2 arguments (string, max length)")?;
-    let s = text_arg(&params[0])?;
+    let s = text_arg(arg(name, params, 0)?)?;
     let max = match params.get(1) {
         Some(p) => usize::try_from(int_arg(name, p)?).unwrap_or(0),
         None => 63,
@@ -902,8 +959,7 @@ fn helper_dns1123(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Valu
 }
 
 /// `{{now}}`: the current time, RFC 3339 in UTC.
-fn helper_now(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Value, HbError> {
-    arity(name, params, 0, 0, "no arguments")?;
+fn helper_now(_: &'static str, _: &[PathAndJson<'_>]) -> Result<Value, HbError> {
     Ok(Value::String(jiff::Timestamp::now().to_string()))
 }
 
@@ -1296,6 +1352,26 @@ mod tests {
             (
                 "{{#alert}}{{status}}{{/alert}}",
                 "spec.actions[0].s: unknown helper `alert`",
+            ),
+            (
+                "{{lower}}",
+                "spec.actions[0].s: helper `lower` takes 1 argument, got 0",
+            ),
+            (
+                "{{trunc labels.x}}",
+                "spec.actions[0].s: helper `trunc` takes 2 arguments (string, length), got 1",
+            ),
+            (
+                "{{now 1}}",
+                "spec.actions[0].s: helper `now` takes no arguments, got 1",
+            ),
+            (
+                "{{upper (lower)}}",
+                "spec.actions[0].s: helper `lower` takes 1 argument, got 0",
+            ),
+            (
+                "{{#if labels.x}}{{default labels.y}}{{/if}}",
+                "spec.actions[0].s: helper `default` takes 2 arguments (value, fallback), got 1",
             ),
             (
                 "{{> partial}}",

@@ -18,8 +18,9 @@ use crate::{controller, telemetry, webhook};
 pub fn prepare(config: Config, renderer: &Renderer) -> Result<Runtime, String> {
     let skeleton = match &config.job_template_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("key `jobTemplateFile`: cannot read {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                format!("key `jobTemplateFile`: cannot read {}: {e}", path.display())
+            })?;
             Skeleton::parse(&text, &path.display().to_string())?
         }
         None => Skeleton::builtin()?,

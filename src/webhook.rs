@@ -168,7 +168,10 @@ async fn webhook(ctx: &Arc<Context>, req: Request<Incoming>, peer: SocketAddr) -
     if declared.is_some_and(|n| n > limit) {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body of {} bytes exceeds webhook.maxBodyBytes ({limit})", declared.unwrap_or_default()),
+            format!(
+                "body of {} bytes exceeds webhook.maxBodyBytes ({limit})",
+                declared.unwrap_or_default()
+            ),
         );
     }
     if !ctx.is_ready() {
@@ -187,7 +190,12 @@ async fn webhook(ctx: &Arc<Context>, req: Request<Incoming>, peer: SocketAddr) -
                 format!("body exceeds webhook.maxBodyBytes ({limit})"),
             )
         }
-        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")),
+        Ok(Err(e)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        }
         Ok(Ok(c)) => c.to_bytes(),
     };
     let notification = match alert::parse_notification(&bytes, jiff::Timestamp::now()) {

@@ -485,33 +485,11 @@ fn write_report(path: &std::ffi::OsStr, text: &str) {
 
 #[tokio::test]
 #[ignore]
-async fn zz_probe() {
-    let cp = ControlPlane::start().await.unwrap();
+async fn zz_probe_karo() {
+    let cp = ControlPlane::shared();
     cp.install_crd().await;
-    let ns = cp.namespace("probe").await;
-    let show = |o: std::process::Output| {
-        eprintln!("rc={} out={} err={}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-    };
-    show(cp.kubectl(&["get", "crd", "alertreactions.karo.io", "-o", "jsonpath={.status.conditions}"]));
-    let int_quantity = r#"{"apiVersion":"karo.io/v1alpha1","kind":"AlertReaction","metadata":{"name":"intq"},"spec":{"alertName":"A","actions":[{"name":"a","image":"b","resources":{"limits":{"cpu":1,"memory":"1Gi"}}}],"volumes":[{"name":"s","emptyDir":{"sizeLimit":1000}}]}}"#;
-    show(cp.kubectl_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(int_quantity.as_bytes())));
-    show(cp.kubectl_with_stdin(&["apply", "--validate=false", "-n", &ns, "-f", "-"], Some(int_quantity.as_bytes())));
-    let ok = r#"{"apiVersion":"karo.io/v1alpha1","kind":"AlertReaction","metadata":{"name":"ok"},"spec":{"alertName":"A","cooldown":"10m","actions":[{"name":"a","image":"b"},{"name":"c","image":"d"}]}}"#;
-    show(cp.kubectl_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(ok.as_bytes())));
-    let status = r#"{"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"True","reason":"Valid","message":"ok","lastTransitionTime":"2026-11-26T10:00:00Z"}],"lastTriggered":"2026-11-26T10:00:00Z","triggerCount":3,"lastJobsCreated":[{"name":"j","namespace":"n","actionName":"a","createdAt":"2026-11-26T10:00:00Z"}]}}"#;
-    show(cp.kubectl(&["patch", "ar", "ok", "-n", &ns, "--subresource=status", "--type=merge", "-p", status]));
-    show(cp.kubectl(&["get", "ar", "-n", &ns]));
-    show(cp.kubectl(&["get", "ar", "ok", "-n", &ns, "-o", "json"]));
-    let client = cp.client().await;
-    let typed = Api::<AlertReaction>::namespaced(client.clone(), &ns);
-    let ar = typed.get("ok").await;
-    eprintln!("typed: {:?}", ar.map(|a| a.status));
-    // null for an optional field
-    let nulls = r#"{"apiVersion":"karo.io/v1alpha1","kind":"AlertReaction","metadata":{"name":"nulls"},"spec":{"alertName":"A","cooldown":null,"triggerOn":null,"concurrencyPolicy":null,"jobTemplate":{"spec":{},"metadata":null}}}"#;
-    show(cp.kubectl_with_stdin(&["create", "-n", &ns, "-f", "-"], Some(nulls.as_bytes())));
-    show(cp.kubectl(&["get", "ar", "nulls", "-n", &ns, "-o", "jsonpath={.spec}"]));
-    let bad = r#"{"apiVersion":"karo.io/v1alpha1","kind":"AlertReaction","metadata":{"name":"bad"},"spec":{"alertName":"A","cooldown":"10 minutes","triggerOn":["pending"],"concurrencyPolicy":"Replace","ttlSecondsAfterFinished":-1,"activeDeadlineSeconds":0,"matchers":[{"name":"","operator":"=","value":"x"}],"actions":[{"name":"","image":""}]}}"#;
-    show(cp.kubectl_with_stdin(&["create", "-n", &ns, "-f", "-"], Some(bad.as_bytes())));
-    let log = std::fs::read_to_string(cp.apiserver_log()).unwrap();
-    for l in log.lines().filter(|l| l.contains("karo") || l.contains("alertreaction")) { eprintln!("LOG {l}"); }
+    let mut karo = support::KaroProcess::start(cp.kubeconfig(), &[], &[]).await.expect("karo");
+    eprintln!("karo at {} pid {}", karo.url(), karo.pid());
+    let st = karo.terminate(Duration::from_secs(20));
+    eprintln!("terminated: {st:?}\n{}", karo.log_text().lines().take(8).collect::<Vec<_>>().join("\n"));
 }

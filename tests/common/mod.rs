@@ -118,8 +118,7 @@ pub async fn events(cp: &ControlPlane, namespace: &str) -> Vec<Event> {
 pub async fn wait_event(cp: &ControlPlane, namespace: &str, reason: &str, needle: &str) -> Event {
     wait_for(SOON, || async move {
         events(cp, namespace).await.into_iter().find(|e| {
-            e.reason.as_deref() == Some(reason)
-                && e.note.as_deref().unwrap_or("").contains(needle)
+            e.reason.as_deref() == Some(reason) && e.note.as_deref().unwrap_or("").contains(needle)
         })
     })
     .await
@@ -188,7 +187,14 @@ pub fn alert(labels: Value, annotations: Value, starts_at: &str) -> Value {
 
 /// The first container of a Job's pod.
 pub fn container(job: &Job) -> &k8s_openapi::api::core::v1::Container {
-    &job.spec.as_ref().expect("job spec").template.spec.as_ref().expect("pod spec").containers[0]
+    &job.spec
+        .as_ref()
+        .expect("job spec")
+        .template
+        .spec
+        .as_ref()
+        .expect("pod spec")
+        .containers[0]
 }
 
 pub async fn metric(url: &str, name: &str) -> f64 {
