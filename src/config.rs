@@ -392,6 +392,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
 
@@ -432,6 +433,16 @@ mod tests {
             };
             let c = load(Some(&path), &o).map_err(|e| e.to_string())?;
             assert_eq!(c.http.port, 9200);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sample_config_lists_the_defaults() {
+        figment::Jail::expect_with(|_| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config.yaml");
+            let c = load(Some(&path), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c, Config::default());
             Ok(())
         });
     }

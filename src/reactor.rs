@@ -546,10 +546,13 @@ fn is_active(job: &Job) -> bool {
 /// the rest are summed up in one more.
 #[derive(Default)]
 struct Events {
-    counts: std::sync::Mutex<
-        BTreeMap<(String, String, &'static str), (usize, Arc<CompiledReaction>, EventType)>,
-    >,
+    counts: std::sync::Mutex<BTreeMap<EventKey, EventCount>>,
 }
+
+/// Namespace, name and reason.
+type EventKey = (String, String, &'static str);
+/// How many, for which reaction, of which type.
+type EventCount = (usize, Arc<CompiledReaction>, EventType);
 
 /// Events published one by one per reaction and reason in one notification.
 const EVENTS_PER_REASON: usize = 5;

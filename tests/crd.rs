@@ -485,11 +485,21 @@ fn write_report(path: &std::ffi::OsStr, text: &str) {
 
 #[tokio::test]
 #[ignore]
-async fn zz_probe_karo() {
-    let cp = ControlPlane::shared();
-    cp.install_crd().await;
-    let mut karo = support::KaroProcess::start(cp.kubeconfig(), &[], &[]).await.expect("karo");
-    eprintln!("karo at {} pid {}", karo.url(), karo.pid());
-    let st = karo.terminate(Duration::from_secs(20));
-    eprintln!("terminated: {st:?}\n{}", karo.log_text().lines().take(8).collect::<Vec<_>>().join("\n"));
+async fn zz_probe_restart() {
+    let mut cp = ControlPlane::start().await.unwrap();
+    let ns = cp.namespace("restart").await;
+    let url = cp.url().to_string();
+    let t = std::time::Instant::now();
+    cp.stop_apiserver();
+    let o = cp.kubectl(&["get", "ns", &ns, "--request-timeout=2s"]);
+    eprintln!(
+        "while stopped: {} {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    cp.start_apiserver().await;
+    eprintln!("restart took {:?}", t.elapsed());
+    assert_eq!(cp.url(), url);
+    let o = cp.kubectl(&["get", "ns", &ns]);
+    eprintln!("after: {} {}", o.status, String::from_utf8_lossy(&o.stdout));
 }

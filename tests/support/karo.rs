@@ -50,6 +50,8 @@ impl KaroProcess {
         if !env.iter().any(|(k, _)| *k == "RUST_LOG") {
             cmd.env("RUST_LOG", "info,karo=debug");
         }
+        // Plain text, so that tests can search the log.
+        cmd.env("NO_COLOR", "1");
         cmd.envs(env.iter().copied());
         let proc = Proc::spawn("karo", cmd, &dir.path().join("karo.log"))?;
         Ok(KaroProcess {
