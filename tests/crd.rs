@@ -482,24 +482,3 @@ fn write_report(path: &std::ffi::OsStr, text: &str) {
     std::fs::write(&partial, text).expect("write report");
     std::fs::rename(&partial, path).expect("rename report");
 }
-
-#[tokio::test]
-#[ignore]
-async fn zz_probe_restart() {
-    let mut cp = ControlPlane::start().await.unwrap();
-    let ns = cp.namespace("restart").await;
-    let url = cp.url().to_string();
-    let t = std::time::Instant::now();
-    cp.stop_apiserver();
-    let o = cp.kubectl(&["get", "ns", &ns, "--request-timeout=2s"]);
-    eprintln!(
-        "while stopped: {} {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    cp.start_apiserver().await;
-    eprintln!("restart took {:?}", t.elapsed());
-    assert_eq!(cp.url(), url);
-    let o = cp.kubectl(&["get", "ns", &ns]);
-    eprintln!("after: {} {}", o.status, String::from_utf8_lossy(&o.stdout));
-}
