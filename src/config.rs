@@ -207,7 +207,7 @@ pub struct HttpOverride {
 pub struct ConfigError(String);
 
 impl ConfigError {
-    fn from_figment(e: figment::Error) -> Self {
+    pub fn from_figment(e: figment::Error) -> Self {
         let mut parts = Vec::new();
         for err in e {
             let key = if err.path.is_empty() {
@@ -248,13 +248,20 @@ pub fn figment(file: Option<&Path>, overrides: &Overrides) -> Figment {
         Env::prefixed("KARO_")
             .filter(|k| TOP_LEVEL_KEYS.contains(&camel_case_key(top_segment(k.as_str())).as_str()))
             .split("__")
-            .map(|k| camel_case_key(k.as_str()).into()),
+            .map(|k| camel_case_key(k.as_str()).into())
+            .lowercase(false),
     )
-    .merge(Env::raw().only(&["LOG_LEVEL"]).map(|_| "logLevel".into()))
+    .merge(
+        Env::raw()
+            .only(&["LOG_LEVEL"])
+            .map(|_| "logLevel".into())
+            .lowercase(false),
+    )
     .merge(
         Env::raw()
             .only(&["WEBHOOK_PORT"])
-            .map(|_| "webhook.port".into()),
+            .map(|_| "webhook.port".into())
+            .lowercase(false),
     )
     .merge(Serialized::defaults(overrides))
 }
@@ -433,6 +440,66 @@ mod tests {
             };
             let c = load(Some(&path), &o).map_err(|e| e.to_string())?;
             assert_eq!(c.http.port, 9200);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn seed_env_variables_and_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("config.yaml", "logLevel: debug\nwebhook:\n  port: 9000\n")?;
+            let path = jail.directory().join("config.yaml");
+            jail.set_env("LOG_LEVEL", "warn");
+            jail.set_env("WEBHOOK_PORT", "9443");
+            let c = load(Some(&path), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.log_level, "warn");
+            assert_eq!(c.webhook.port, 9443);
+            // KARO_ variables are more specific than the seed's names.
+            jail.set_env("KARO_LOG_LEVEL", "error");
+            jail.set_env("KARO_DRY_RUN", "true");
+            jail.set_env("KARO_JOB_DEFAULTS__TTL_SECONDS_AFTER_FINISHED", "60");
+            let c = load(Some(&path), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.log_level, "warn", "LOG_LEVEL is merged after KARO_");
+            assert!(c.dry_run);
+            assert_eq!(c.job_defaults.ttl_seconds_after_finished, Some(60));
+            let flags = Overrides {
+                log_level: Some("trace".into()),
+                dry_run: Some(false),
+                ..Default::default()
+            };
+            let c = load(Some(&path), &flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.log_level, "trace");
+            assert!(!c.dry_run);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_name_key_and_source() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KARO_DRY_RUN", "maybe");
+            let err = load(None, &Overrides::default())
+                .err()
+                .ok_or("expected an error")?
+                .to_string();
+            assert!(err.contains("dryRun"), "{err}");
+            assert!(err.contains("environment"), "{err}");
+            jail.clear_env();
+            jail.create_file("config.yaml", "webhook:\n  path: hooks\n")?;
+            let path = jail.directory().join("config.yaml");
+            let err = load(Some(&path), &Overrides::default())
+                .err()
+                .ok_or("expected an error")?
+                .to_string();
+            assert!(err.contains("webhook.path"), "{err}");
+            let err = load(
+                Some(&jail.directory().join("missing.yaml")),
+                &Overrides::default(),
+            )
+            .err()
+            .ok_or("expected an error")?
+            .to_string();
+            assert!(err.contains("does not exist"), "{err}");
             Ok(())
         });
     }

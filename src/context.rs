@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::index::ReactionIndex;
 use crate::jobs::Skeleton;
 use crate::metrics::Metrics;
+use crate::reload::ConfigSource;
 use crate::render::Renderer;
 
 /// A configuration in effect, with what is derived from it.
@@ -27,11 +28,20 @@ pub struct Context {
     pub recorder: Recorder,
     pub renderer: Renderer,
     pub index: ReactionIndex,
+    /// Where the configuration is reloaded from.
+    pub config_source: ConfigSource,
+    /// Reloads run one at a time.
+    pub reload_lock: tokio::sync::Mutex<()>,
     synced: AtomicBool,
 }
 
 impl Context {
-    pub fn new(client: Client, runtime: Runtime, metrics: Metrics) -> Arc<Self> {
+    pub fn new(
+        client: Client,
+        runtime: Runtime,
+        metrics: Metrics,
+        config_source: ConfigSource,
+    ) -> Arc<Self> {
         let reporter = Reporter {
             controller: "karo".into(),
             instance: std::env::var("POD_NAME")
@@ -45,6 +55,8 @@ impl Context {
             metrics,
             renderer: Renderer::new(),
             index: ReactionIndex::default(),
+            config_source,
+            reload_lock: tokio::sync::Mutex::new(()),
             synced: AtomicBool::new(false),
         })
     }

@@ -133,6 +133,7 @@ fn evaluate(ctx: &Context, obj: &Guarded) -> Option<(ObjectKey, Entry)> {
                     uid,
                     generation,
                     error,
+                    object: Some(Arc::new(ar.clone())),
                 },
             }
         }
@@ -143,6 +144,7 @@ fn evaluate(ctx: &Context, obj: &Guarded) -> Option<(ObjectKey, Entry)> {
                 reason: "InvalidSpec",
                 message: format!("cannot read the AlertReaction: {e}"),
             },
+            object: None,
         },
     };
     if let Entry::Invalid { error, .. } = &entry {
@@ -203,16 +205,28 @@ fn spawn_status(ctx: &Arc<Context>, writers: &Arc<Semaphore>, obj: Guarded, entr
     if unchanged {
         return;
     }
+    let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+    spawn_write_ready(ctx, writers, key, obj.uid(), generation, condition);
+}
+
+/// Merge-patches `observedGeneration` and the `Ready` condition, and publishes a
+/// Warning Event when the reaction is not Ready.
+fn spawn_write_ready(
+    ctx: &Arc<Context>,
+    writers: &Arc<Semaphore>,
+    (namespace, name): ObjectKey,
+    uid: Option<String>,
+    generation: i64,
+    condition: Condition,
+) {
     let ctx = ctx.clone();
     let writers = writers.clone();
-    let namespace = obj.namespace().unwrap_or_default();
-    let name = obj.name_any();
     let reference = k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some("karo.io/v1alpha1".into()),
         kind: Some("AlertReaction".into()),
         name: Some(name.clone()),
         namespace: Some(namespace.clone()),
-        uid: obj.uid(),
+        uid,
         ..Default::default()
     };
     tokio::spawn(async move {
@@ -249,4 +263,49 @@ fn spawn_status(ctx: &Arc<Context>, writers: &Arc<Semaphore>, obj: Guarded, entr
             }
         }
     });
+}
+
+/// Validates every cached reaction again (after a configuration change, e.g. a
+/// new policy) and reports those whose readiness changed.
+pub fn recompile_all(ctx: &Arc<Context>) {
+    let writers = Arc::new(Semaphore::new(STATUS_WRITERS));
+    let runtime = ctx.runtime();
+    for key in ctx.index.keys() {
+        let Some(old) = ctx.index.get(&key) else {
+            continue;
+        };
+        let object = match &old {
+            Entry::Ready(r) => Arc::new(r.to_resource()),
+            Entry::Invalid {
+                object: Some(o), ..
+            } => o.clone(),
+            Entry::Invalid { object: None, .. } => continue,
+        };
+        let new = match reaction::compile(&object, &ctx.renderer, &runtime.config.policy) {
+            Ok(c) => Entry::Ready(Arc::new(c)),
+            Err(error) => Entry::Invalid {
+                uid: old.uid().to_string(),
+                generation: old.generation(),
+                error,
+                object: Some(object.clone()),
+            },
+        };
+        let generation = new.generation();
+        let before = ready_condition(&old, generation, None);
+        let after = ready_condition(&new, generation, None);
+        ctx.index.upsert(key.clone(), new);
+        if (&before.status, &before.reason, &before.message)
+            != (&after.status, &after.reason, &after.message)
+        {
+            spawn_write_ready(
+                ctx,
+                &writers,
+                key,
+                object.metadata.uid.clone(),
+                generation,
+                after,
+            );
+        }
+    }
+    update_gauges(ctx);
 }

@@ -25,6 +25,7 @@ use serde_json::Value;
     namespaced,
     status = "AlertReactionStatus",
     derive = "PartialEq",
+    doc = "Turns matching Prometheus alerts into Kubernetes Jobs.",
     printcolumn = r#"{"name":"Alert","type":"string","jsonPath":".spec.alertName"}"#,
     printcolumn = r#"{"name":"Actions","type":"string","jsonPath":".spec.actions[*].name"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
@@ -239,9 +240,40 @@ pub struct KeySelector {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct ResourceRequirements {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub limits: BTreeMap<String, String>,
+    pub limits: BTreeMap<String, Quantity>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub requests: BTreeMap<String, String>,
+    pub requests: BTreeMap<String, Quantity>,
+}
+
+/// A Kubernetes quantity (`500m`, `64Mi`, `1`), written as a string or a number,
+/// as a Pod spec accepts it.
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Quantity(pub String);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Quantity(s)),
+            Value::Number(n) => Ok(Quantity(n.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "a quantity must be a string or a number, not {other}"
+            ))),
+        }
+    }
+}
+
+impl JsonSchema for Quantity {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Quantity".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": true
+        })
+    }
 }
 
 /// Mounts one of the reaction's volumes into an action's container.
@@ -300,7 +332,7 @@ pub struct EmptyDirVolumeSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub medium: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size_limit: Option<String>,
+    pub size_limit: Option<Quantity>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::crd::AlertReaction;
 use crate::reaction::{CompiledReaction, Invalid};
 
 /// Namespace and name of an AlertReaction.
@@ -17,6 +18,9 @@ pub enum Entry {
         uid: String,
         generation: i64,
         error: Invalid,
+        /// The resource as read, to validate again after a configuration change
+        /// (absent when it could not be read at all).
+        object: Option<Arc<AlertReaction>>,
     },
 }
 

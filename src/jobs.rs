@@ -30,7 +30,14 @@ pub const LABEL_OCCURRENCE: &str = "karo.io/occurrence";
 /// The parsed Job skeleton.
 #[derive(Debug)]
 pub struct Skeleton {
+    source: String,
     tree: TemplateTree,
+}
+
+impl PartialEq for Skeleton {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
 }
 
 /// Why a Job could not be built.
@@ -51,7 +58,10 @@ impl Skeleton {
             return Err(format!("{origin}: must be a YAML mapping (a Job)"));
         }
         let tree = TemplateTree::compile(&value, origin).map_err(|e| e.to_string())?;
-        Ok(Skeleton { tree })
+        Ok(Skeleton {
+            source: yaml.to_string(),
+            tree,
+        })
     }
 
     pub fn builtin() -> Result<Self, String> {

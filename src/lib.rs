@@ -17,6 +17,7 @@ pub mod matching;
 pub mod metrics;
 pub mod reaction;
 pub mod reactor;
+pub mod reload;
 pub mod render;
 pub mod run;
 pub mod telemetry;

@@ -364,6 +364,15 @@ fn validate_job_template(spec: &Value, policy: &Policy) -> Result<(), Invalid> {
 }
 
 impl CompiledReaction {
+    /// The resource this was compiled from (metadata as far as Karo keeps it).
+    pub fn to_resource(&self) -> AlertReaction {
+        let mut ar = AlertReaction::new(&self.name, self.spec.clone());
+        ar.metadata.namespace = Some(self.namespace.clone());
+        ar.metadata.uid = Some(self.uid.clone());
+        ar.metadata.generation = Some(self.generation);
+        ar
+    }
+
     /// The reference Events are attached to.
     pub fn object_ref(&self) -> ObjectReference {
         ObjectReference {

@@ -11,6 +11,7 @@ use crate::config::{self, Config, Overrides};
 use crate::context::{Context, Runtime};
 use crate::jobs::Skeleton;
 use crate::metrics::Metrics;
+use crate::reload::{self, ConfigSource};
 use crate::render::Renderer;
 use crate::{controller, telemetry, webhook};
 
@@ -31,7 +32,8 @@ pub fn prepare(config: Config, renderer: &Renderer) -> Result<Runtime, String> {
 
 /// Loads the configuration, connects to the API server, and serves until stopped.
 pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
-    let config = config::load(config_file.as_deref(), &overrides)?;
+    let file = config::config_file(config_file.as_deref())?;
+    let config = config::load(file.as_deref(), &overrides)?;
     telemetry::init(&config.log_level, config.log_format)?;
     let renderer = Renderer::new();
     let runtime = prepare(config, &renderer).map_err(anyhow::Error::msg)?;
@@ -45,7 +47,10 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
     metrics
         .config_last_reload_success_timestamp
         .set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
-    let ctx = Context::new(client, runtime, metrics);
+    let source = ConfigSource { file, overrides };
+    let ctx = Context::new(client, runtime, metrics, source);
+    reload::spawn_watcher(ctx.clone()).map_err(anyhow::Error::msg)?;
+    reload::spawn_sighup(ctx.clone()).map_err(anyhow::Error::msg)?;
 
     let addr = SocketAddr::from(([0, 0, 0, 0], port));
     let listener = TcpListener::bind(addr)

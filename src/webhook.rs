@@ -129,6 +129,19 @@ async fn route(ctx: &Arc<Context>, req: Request<Incoming>, peer: SocketAddr) -> 
             },
             _ => method_not_allowed("GET"),
         },
+        "/-/reload" => match *req.method() {
+            Method::POST | Method::PUT => match crate::reload::reload(ctx, "HTTP request").await {
+                Ok(r) => respond(
+                    StatusCode::OK,
+                    json!({"status": "reloaded", "changed": r.changed, "restartRequired": r.restart_required}),
+                ),
+                Err(e) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("reload failed, the running configuration stays: {e}"),
+                ),
+            },
+            _ => method_not_allowed("POST"),
+        },
         p if is_webhook_path(&runtime.config.webhook.path, p) => {
             let started = Instant::now();
             let resp = webhook(ctx, req, peer).await;

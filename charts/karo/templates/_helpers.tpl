@@ -1,0 +1,167 @@
+{{/*
+The chart's name (`karo` unless nameOverride).
+*/}}
+{{- define "karo.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The name of the release's objects. Deliberately not prefixed with the release name:
+the Service is `karo.<namespace>.svc` for `helm install my-operator ...`, as the
+README's Alertmanager and curl examples expect. fullnameOverride for a second Karo
+in one namespace.
+*/}}
+{{- define "karo.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- include "karo.name" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of cluster-scoped objects (ClusterRole, ClusterRoleBinding): qualified with the
+namespace, so releases in two namespaces do not collide.
+*/}}
+{{- define "karo.clusterName" -}}
+{{- printf "%s-%s" (include "karo.fullname" .) .Release.Namespace }}
+{{- end }}
+
+{{- define "karo.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "karo.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "karo.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "karo.labels" -}}
+helm.sh/chart: {{ include "karo.chart" . }}
+{{ include "karo.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: karo
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "karo.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "karo.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "karo.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Whether the HTTPS webhook listener runs. */}}
+{{- define "karo.tlsEnabled" -}}
+{{- if and .Values.webhook.enabled .Values.webhook.tls.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The kubernetes.io/tls Secret mounted for the HTTPS listener. */}}
+{{- define "karo.tlsSecretName" -}}
+{{- default (printf "%s-webhook-tls" (include "karo.fullname" .)) .Values.webhook.tls.secretName }}
+{{- end }}
+
+{{/* The Secret holding the webhook credentials, or nothing when auth is off. */}}
+{{- define "karo.authSecretName" -}}
+{{- if ne .Values.webhook.auth.type "none" }}
+{{- default (printf "%s-webhook-auth" (include "karo.fullname" .)) .Values.webhook.auth.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* Where the pod mounts its files. */}}
+{{- define "karo.configDir" -}}/etc/karo/config{{- end }}
+{{- define "karo.tlsDir" -}}/etc/karo/tls{{- end }}
+{{- define "karo.authDir" -}}/etc/karo/auth{{- end }}
+
+{{/*
+Checks of combinations the schema cannot express well; a clear message beats a
+Karo that crash-loops.
+*/}}
+{{- define "karo.validate" -}}
+{{- $auth := .Values.webhook.auth }}
+{{- if eq $auth.type "basic" }}
+{{- if not $auth.username }}
+{{- fail "webhook.auth.type is basic: set webhook.auth.username" }}
+{{- end }}
+{{- if and (not $auth.existingSecret) (not $auth.password) }}
+{{- fail "webhook.auth.type is basic: set webhook.auth.password or webhook.auth.existingSecret" }}
+{{- end }}
+{{- end }}
+{{- if eq $auth.type "bearer" }}
+{{- if and (not $auth.existingSecret) (not $auth.token) }}
+{{- fail "webhook.auth.type is bearer: set webhook.auth.token or webhook.auth.existingSecret" }}
+{{- end }}
+{{- end }}
+{{- if and (include "karo.tlsEnabled" .) (eq (int .Values.webhook.port) (int .Values.service.targetPort)) }}
+{{- fail "webhook.port and service.targetPort must differ: Karo serves HTTPS on one and HTTP on the other" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Karo's config file: `config` with the keys the chart's objects depend on set from
+the chart's values (see the comment on `config` in values.yaml).
+*/}}
+{{- define "karo.config" -}}
+{{- $config := deepCopy .Values.config }}
+{{- $webhook := deepCopy (default dict $config.webhook) }}
+{{- $tls := dict "enabled" false }}
+{{- if include "karo.tlsEnabled" . }}
+{{- $tls = dict "enabled" true "certFile" (printf "%s/tls.crt" (include "karo.tlsDir" .)) "keyFile" (printf "%s/tls.key" (include "karo.tlsDir" .)) }}
+{{- end }}
+{{- $auth := dict "type" .Values.webhook.auth.type }}
+{{- if eq .Values.webhook.auth.type "basic" }}
+{{- $_ := set $auth "username" .Values.webhook.auth.username }}
+{{- $_ := set $auth "passwordFile" (printf "%s/password" (include "karo.authDir" .)) }}
+{{- else if eq .Values.webhook.auth.type "bearer" }}
+{{- $_ := set $auth "tokenFile" (printf "%s/token" (include "karo.authDir" .)) }}
+{{- end }}
+{{- $_ := set $webhook "path" .Values.webhook.path }}
+{{- $_ := set $webhook "port" (int .Values.webhook.port) }}
+{{- $_ := set $webhook "tls" $tls }}
+{{- $_ := set $webhook "auth" $auth }}
+{{- $_ := set $config "webhook" $webhook }}
+{{- $_ := set $config "http" (dict "port" (int .Values.service.targetPort)) }}
+{{- $_ := set $config "jobTemplateFile" (printf "%s/job.yaml" (include "karo.configDir" .)) }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/*
+The settings Karo cannot change without a restart (listen ports, TLS on/off, watched
+namespaces). Their checksum on the pod template rolls the pods when they change; the
+rest of the config is reloaded live, so it is left out.
+*/}}
+{{- define "karo.restartChecksum" -}}
+{{- $settings := dict "httpPort" (int .Values.service.targetPort) "webhookPort" (int .Values.webhook.port) "tls" (include "karo.tlsEnabled" .) "namespaces" (.Values.config.namespaces | default list) }}
+{{- toJson $settings | sha256sum }}
+{{- end }}
+
+{{/*
+What Karo does with the API server, and nothing more: it watches AlertReactions,
+writes their status (read-modify-write of the counters, merge patch of the Ready
+condition), lists its Jobs (cooldown, concurrencyPolicy) and creates them, and
+records Events (events.k8s.io, and core Events for older tooling). Jobs carry an
+owner reference without blockOwnerDeletion, so no finalizers permission is needed.
+*/}}
+{{- define "karo.rbacRules" -}}
+- apiGroups: ["karo.io"]
+  resources: ["alertreactions"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["karo.io"]
+  resources: ["alertreactions/status"]
+  verbs: ["get", "update", "patch"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create", "get", "list"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
