@@ -61,11 +61,19 @@ pub enum LogFormat {
 pub struct HttpConfig {
     /// Port of the plain HTTP listener (webhook, health, metrics, reload).
     pub port: u16,
+    /// A connection that has not sent its request headers within this is closed.
+    pub header_read_timeout_seconds: u64,
+    /// A request whose body has not arrived within this gets 408.
+    pub body_read_timeout_seconds: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { port: 8080 }
+        HttpConfig {
+            port: 8080,
+            header_read_timeout_seconds: 10,
+            body_read_timeout_seconds: 30,
+        }
     }
 }
 
@@ -176,8 +184,8 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            // The earlier implementation allowed hostPath; its manifests keep working.
-            allow_host_path: true,
+            // A Job with a hostPath volume can read or write the node: opt in.
+            allow_host_path: false,
             allowed_service_accounts: Vec::new(),
             allow_privileged: false,
         }
@@ -370,6 +378,43 @@ impl Config {
                 "key `webhook.tls`: `certFile` and `keyFile` are required when `enabled` is true"
                     .to_string(),
             );
+        }
+        if self.http.header_read_timeout_seconds == 0 {
+            problems
+                .push("key `http.headerReadTimeoutSeconds`: must be greater than 0".to_string());
+        }
+        if self.http.body_read_timeout_seconds == 0 {
+            problems.push("key `http.bodyReadTimeoutSeconds`: must be greater than 0".to_string());
+        }
+        match self.webhook.auth.kind {
+            AuthType::None => {}
+            AuthType::Basic => {
+                if self
+                    .webhook
+                    .auth
+                    .username
+                    .as_deref()
+                    .unwrap_or("")
+                    .is_empty()
+                {
+                    problems.push(
+                        "key `webhook.auth.username`: required when `type` is basic".to_string(),
+                    );
+                }
+                if self.webhook.auth.password_file.is_none() {
+                    problems.push(
+                        "key `webhook.auth.passwordFile`: required when `type` is basic"
+                            .to_string(),
+                    );
+                }
+            }
+            AuthType::Bearer => {
+                if self.webhook.auth.token_file.is_none() {
+                    problems.push(
+                        "key `webhook.auth.tokenFile`: required when `type` is bearer".to_string(),
+                    );
+                }
+            }
         }
         if let Some(v) = self.job_defaults.ttl_seconds_after_finished {
             if v < 0 {

@@ -7,9 +7,11 @@ use arc_swap::ArcSwap;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::index::ReactionIndex;
 use crate::jobs::Skeleton;
+use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::reload::ConfigSource;
 use crate::render::Renderer;
@@ -28,6 +30,9 @@ pub struct Context {
     pub recorder: Recorder,
     pub renderer: Renderer,
     pub index: ReactionIndex,
+    pub authenticator: Authenticator,
+    /// The global Job creation budget (`limits.maxJobsPerMinute`).
+    pub rate: RateLimiter,
     /// Where the configuration is reloaded from.
     pub config_source: ConfigSource,
     /// Reloads run one at a time.
@@ -55,6 +60,8 @@ impl Context {
             metrics,
             renderer: Renderer::new(),
             index: ReactionIndex::default(),
+            authenticator: Authenticator::default(),
+            rate: RateLimiter::default(),
             config_source,
             reload_lock: tokio::sync::Mutex::new(()),
             synced: AtomicBool::new(false),

@@ -6,6 +6,7 @@
 //! to Alertmanager.
 
 pub mod alert;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod context;
@@ -13,6 +14,7 @@ pub mod controller;
 pub mod crd;
 pub mod index;
 pub mod jobs;
+pub mod limits;
 pub mod matching;
 pub mod metrics;
 pub mod reaction;
@@ -21,4 +23,5 @@ pub mod reload;
 pub mod render;
 pub mod run;
 pub mod telemetry;
+pub mod tls;
 pub mod webhook;

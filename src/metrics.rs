@@ -27,6 +27,7 @@ pub struct Metrics {
     pub config_last_reload_successful: IntGauge,
     pub config_last_reload_success_timestamp: Gauge,
     pub config_reloads: IntCounterVec,
+    pub auth_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -114,6 +115,13 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            auth_failures: IntCounterVec::new(
+                Opts::new(
+                    "karo_webhook_auth_failures_total",
+                    "Webhook requests refused for missing or wrong credentials, by reason.",
+                ),
+                &["reason"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.alert_reactions.clone()))?;
@@ -134,6 +142,7 @@ impl Metrics {
         m.registry
             .register(Box::new(m.config_last_reload_success_timestamp.clone()))?;
         m.registry.register(Box::new(m.config_reloads.clone()))?;
+        m.registry.register(Box::new(m.auth_failures.clone()))?;
         // Label values known in advance are exported at zero from the start, so
         // rate() and absent() behave before the first event.
         for status in ["firing", "resolved"] {

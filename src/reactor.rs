@@ -319,11 +319,29 @@ async fn run_task(
         }
     }
 
+    let now = std::time::Instant::now();
+    let limit = runtime.config.limits.max_jobs_per_minute;
+    if !ctx.rate.try_acquire(limit, now) {
+        return skip(
+            ctx,
+            events,
+            reaction,
+            &source.action_name,
+            alert,
+            &name,
+            "rate_limit",
+            &format!("limits.maxJobsPerMinute ({limit}) reached"),
+        );
+    }
     let pp = PostParams {
         field_manager: Some("karo".into()),
         ..Default::default()
     };
-    match jobs_api.create(&pp, &job).await {
+    let result = jobs_api.create(&pp, &job).await;
+    if result.is_err() {
+        ctx.rate.release(now);
+    }
+    match result {
         Ok(created) => {
             m.jobs_created.inc();
             info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %source.action_name, fingerprint = %alert.fingerprint, job = %name, "Job created");

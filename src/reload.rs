@@ -110,6 +110,14 @@ fn keep_restart_only(current: &Config, new: &mut Config) -> Vec<String> {
         keys.push("webhook.tls.enabled".to_string());
         new.webhook.tls.enabled = current.webhook.tls.enabled;
     }
+    if new.webhook.tls.cert_file != current.webhook.tls.cert_file
+        || new.webhook.tls.key_file != current.webhook.tls.key_file
+    {
+        // The files' content is watched; their paths are fixed at startup.
+        keys.push("webhook.tls.certFile/keyFile".to_string());
+        new.webhook.tls.cert_file = current.webhook.tls.cert_file.clone();
+        new.webhook.tls.key_file = current.webhook.tls.key_file.clone();
+    }
     if new.namespaces != current.namespaces {
         keys.push("namespaces".to_string());
         new.namespaces = current.namespaces.clone();

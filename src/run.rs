@@ -58,9 +58,34 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
         .with_context(|| format!("cannot listen on {addr}"))?;
     info!(%addr, version = env!("CARGO_PKG_VERSION"), "karo listening");
 
+    let tls = &ctx.runtime().config.webhook.tls;
+    let https = match (tls.enabled, &tls.cert_file, &tls.key_file) {
+        (true, Some(cert), Some(key)) => {
+            let server_config = crate::tls::server_config(cert, key).map_err(anyhow::Error::msg)?;
+            let addr = SocketAddr::from(([0, 0, 0, 0], ctx.runtime().config.webhook.port));
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            info!(%addr, "karo listening for HTTPS");
+            let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+            Some(tokio::spawn(webhook::serve(
+                ctx.clone(),
+                listener,
+                Some(acceptor),
+            )))
+        }
+        _ => None,
+    };
     let watch = tokio::spawn(controller::run(ctx.clone()));
-    let serve = tokio::spawn(webhook::serve(ctx.clone(), listener));
+    let serve = tokio::spawn(webhook::serve(ctx.clone(), listener, None));
+    let https = async move {
+        match https {
+            Some(handle) => handle.await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
+        r = https => anyhow::bail!("the HTTPS server stopped: {r:?}"),
         _ = shutdown_signal() => info!("shutting down"),
         r = watch => anyhow::bail!("the AlertReaction watch stopped: {r:?}"),
         r = serve => anyhow::bail!("the HTTP server stopped: {r:?}"),

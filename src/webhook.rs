@@ -8,28 +8,30 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::alert;
+use crate::auth::{self, AuthError};
 use crate::context::Context;
 use crate::reactor;
 
-/// How long a client may take to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send its request body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Resp = Response<Full<Bytes>>;
 
-/// Serves HTTP on `listener` until the process ends.
-pub async fn serve(ctx: Arc<Context>, listener: TcpListener) {
+/// Serves HTTP (or, with `tls`, HTTPS) on `listener` until the process ends.
+pub async fn serve(ctx: Arc<Context>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -40,23 +42,38 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener) {
             }
         };
         let ctx = ctx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(route(&ctx, req, peer).await) }
-            });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!(peer = %peer, error = %e, "connection closed with an error");
+            match tls {
+                None => serve_connection(ctx, stream, peer).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(ctx, stream, peer).await,
+                        Ok(Err(e)) => debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
+    }
+}
+
+async fn serve_connection<I>(ctx: Arc<Context>, io: I, peer: SocketAddr)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = Duration::from_secs(ctx.runtime().config.http.header_read_timeout_seconds);
+    let service = service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(route(&ctx, req, peer).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+        debug!(peer = %peer, error = %e, "connection closed with an error");
     }
 }
 
@@ -130,16 +147,21 @@ async fn route(ctx: &Arc<Context>, req: Request<Incoming>, peer: SocketAddr) -> 
             _ => method_not_allowed("GET"),
         },
         "/-/reload" => match *req.method() {
-            Method::POST | Method::PUT => match crate::reload::reload(ctx, "HTTP request").await {
-                Ok(r) => respond(
-                    StatusCode::OK,
-                    json!({"status": "reloaded", "changed": r.changed, "restartRequired": r.restart_required}),
-                ),
-                Err(e) => error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("reload failed, the running configuration stays: {e}"),
-                ),
-            },
+            Method::POST | Method::PUT => {
+                if let Err(resp) = authenticate(ctx, &req) {
+                    return resp;
+                }
+                match crate::reload::reload(ctx, "HTTP request").await {
+                    Ok(r) => respond(
+                        StatusCode::OK,
+                        json!({"status": "reloaded", "changed": r.changed, "restartRequired": r.restart_required}),
+                    ),
+                    Err(e) => error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("reload failed, the running configuration stays: {e}"),
+                    ),
+                }
+            }
             _ => method_not_allowed("POST"),
         },
         p if is_webhook_path(&runtime.config.webhook.path, p) => {
@@ -158,9 +180,39 @@ async fn route(ctx: &Arc<Context>, req: Request<Incoming>, peer: SocketAddr) -> 
     }
 }
 
+/// 401 with a challenge unless the request carries the configured credentials.
+fn authenticate(ctx: &Context, req: &Request<Incoming>) -> Result<(), Resp> {
+    let auth = &ctx.runtime().config.webhook.auth;
+    let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
+    match ctx.authenticator.check(auth, header) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            ctx.metrics
+                .auth_failures
+                .with_label_values(&[e.kind()])
+                .inc();
+            if let AuthError::Unavailable { .. } = e {
+                ctx.metrics.error("auth_config");
+                warn!(error = %e, "cannot check webhook credentials");
+            } else {
+                debug!(error = %e, "webhook request refused");
+            }
+            let mut r = error(StatusCode::UNAUTHORIZED, format!("unauthorized: {e}"));
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(auth::challenge(auth.kind)),
+            );
+            Err(r)
+        }
+    }
+}
+
 async fn webhook(ctx: &Arc<Context>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
     if req.method() != Method::POST {
         return method_not_allowed("POST");
+    }
+    if let Err(resp) = authenticate(ctx, &req) {
+        return resp;
     }
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
@@ -172,7 +224,9 @@ async fn webhook(ctx: &Arc<Context>, req: Request<Incoming>, peer: SocketAddr) -
             );
         }
     }
-    let limit = ctx.runtime().config.webhook.max_body_bytes;
+    let runtime = ctx.runtime();
+    let limit = runtime.config.webhook.max_body_bytes;
+    let body_timeout = Duration::from_secs(runtime.config.http.body_read_timeout_seconds);
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -195,7 +249,7 @@ async fn webhook(ctx: &Arc<Context>, req: Request<Incoming>, peer: SocketAddr) -
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
     let body = Limited::new(req.into_body(), limit_usize);
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+    let bytes = match tokio::time::timeout(body_timeout, body.collect()).await {
         Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "timed out reading the body"),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return error(

@@ -636,7 +636,8 @@ async fn seed_and_legacy_examples_produce_expected_jobs() {
     let client = cp.client().await;
     apply_reaction(cp, &ns, include_str!("fixtures/seed-jobtemplate.yaml")).await;
     apply_reaction(cp, &ns, include_str!("fixtures/legacy-actions.yaml")).await;
-    let karo = start_karo(cp, &ns, "").await;
+    // The earlier implementation's manifest mounts a hostPath volume: allowed by policy here.
+    let karo = start_karo(cp, &ns, "policy:\n  allowHostPath: true\n").await;
     wait_ready_condition(cp, &ns, "high-cpu-reaction", "True").await;
     let legacy: karo::crd::AlertReaction =
         serde_yaml::from_str(include_str!("fixtures/legacy-actions.yaml")).expect("legacy");

@@ -126,7 +126,9 @@ the chart's values (see the comment on `config` in values.yaml).
 {{- $_ := set $webhook "tls" $tls }}
 {{- $_ := set $webhook "auth" $auth }}
 {{- $_ := set $config "webhook" $webhook }}
-{{- $_ := set $config "http" (dict "port" (int .Values.service.targetPort)) }}
+{{- $http := deepCopy (default dict $config.http) }}
+{{- $_ := set $http "port" (int .Values.service.targetPort) }}
+{{- $_ := set $config "http" $http }}
 {{- $_ := set $config "jobTemplateFile" (printf "%s/job.yaml" (include "karo.configDir" .)) }}
 {{- toYaml $config }}
 {{- end }}
