@@ -170,10 +170,11 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Policy {
-    /// Whether reactions may mount `hostPath` volumes.
+    /// Whether reactions may mount `hostPath` volumes (a Job with a hostPath
+    /// volume can read or write the node, so this is opt-in).
     pub allow_host_path: bool,
     /// Service accounts Jobs may run as; empty means any.
     pub allowed_service_accounts: Vec<String>,
@@ -181,16 +182,6 @@ pub struct Policy {
     pub allow_privileged: bool,
 }
 
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            // A Job with a hostPath volume can read or write the node: opt in.
-            allow_host_path: false,
-            allowed_service_accounts: Vec::new(),
-            allow_privileged: false,
-        }
-    }
-}
 
 /// Settings given on the command line; they form the last layer.
 #[derive(Debug, Clone, Default, Serialize)]

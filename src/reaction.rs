@@ -192,7 +192,7 @@ fn compile_tree(value: &Value, field: &str, renderer: &Renderer) -> Result<Templ
     Ok(tree)
 }
 
-fn validate_volumes(spec: &AlertReactionSpec, policy: &Policy) -> Result<(), Invalid> {
+pub fn validate_volumes(spec: &AlertReactionSpec, policy: &Policy) -> Result<(), Invalid> {
     let mut names = BTreeSet::new();
     for (i, v) in spec.volumes.iter().enumerate() {
         if v.name.is_empty() {
@@ -233,7 +233,7 @@ fn validate_volumes(spec: &AlertReactionSpec, policy: &Policy) -> Result<(), Inv
     Ok(())
 }
 
-fn validate_action(
+pub fn validate_action(
     spec: &AlertReactionSpec,
     i: usize,
     action: &Action,
@@ -311,7 +311,7 @@ fn check_service_account(policy: &Policy, sa: &str, field: &str) -> Result<(), I
     Ok(())
 }
 
-fn validate_job_template(spec: &Value, policy: &Policy) -> Result<(), Invalid> {
+pub fn validate_job_template(spec: &Value, policy: &Policy) -> Result<(), Invalid> {
     let pod = spec.pointer("/template/spec");
     let containers = pod
         .and_then(|p| p.get("containers"))

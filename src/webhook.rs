@@ -149,7 +149,7 @@ async fn route(ctx: &Arc<Context>, req: Request<Incoming>, peer: SocketAddr) -> 
         "/-/reload" => match *req.method() {
             Method::POST | Method::PUT => {
                 if let Err(resp) = authenticate(ctx, &req) {
-                    return resp;
+                    return *resp;
                 }
                 match crate::reload::reload(ctx, "HTTP request").await {
                     Ok(r) => respond(
@@ -181,7 +181,7 @@ async fn route(ctx: &Arc<Context>, req: Request<Incoming>, peer: SocketAddr) -> 
 }
 
 /// 401 with a challenge unless the request carries the configured credentials.
-fn authenticate(ctx: &Context, req: &Request<Incoming>) -> Result<(), Resp> {
+fn authenticate(ctx: &Context, req: &Request<Incoming>) -> Result<(), Box<Resp>> {
     let auth = &ctx.runtime().config.webhook.auth;
     let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
     match ctx.authenticator.check(auth, header) {
@@ -202,7 +202,7 @@ fn authenticate(ctx: &Context, req: &Request<Incoming>) -> Result<(), Resp> {
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static(auth::challenge(auth.kind)),
             );
-            Err(r)
+            Err(Box::new(r))
         }
     }
 }
@@ -212,7 +212,7 @@ async fn webhook(ctx: &Arc<Context>, req: Request<Incoming>, peer: SocketAddr) -
         return method_not_allowed("POST");
     }
     if let Err(resp) = authenticate(ctx, &req) {
-        return resp;
+        return *resp;
     }
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
