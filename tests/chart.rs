@@ -1171,8 +1171,7 @@ struct ChartKaro {
 async fn start_chart_karo(cp: &ControlPlane, namespace: &str) -> ChartKaro {
     let dir = TestDir::new("chart-karo").expect("temp dir");
     let kubeconfig = service_account_kubeconfig(cp, namespace, "karo", dir.path()).await;
-    let client = cp.client().await;
-    let config_map = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+    let config_map = Api::<ConfigMap>::namespaced(cp.client().await, namespace)
         .get("karo")
         .await
         .expect("the chart's ConfigMap");
@@ -1183,38 +1182,32 @@ async fn start_chart_karo(cp: &ControlPlane, namespace: &str) -> ChartKaro {
         std::fs::write(config_dir.join(key), value).expect("writing ConfigMap key");
     }
     let config = load_config(&data["config.yaml"]);
-    let secret_file = |secret: &str, key: &str, file: &str| {
-        let client = client.clone();
+    let write = |data: &BTreeMap<String, Vec<u8>>, key: &str, file: &str| {
         let path = dir.path().join(file);
-        async move {
-            let secret = Api::<Secret>::namespaced(client, namespace)
-                .get(secret)
-                .await
-                .unwrap_or_else(|e| panic!("Secret {secret}: {e}"));
-            let ByteString(bytes) = secret.data.expect("Secret data")[key].clone();
-            std::fs::write(&path, bytes).expect("writing secret file");
-            path.display().to_string()
-        }
+        std::fs::write(&path, &data[key]).expect("writing a Secret's file");
+        path.display().to_string()
     };
     let mut env: Vec<(String, String)> = vec![(
         "KARO_JOB_TEMPLATE_FILE".into(),
         config_dir.join("job.yaml").display().to_string(),
     )];
     if config.webhook.tls.enabled {
+        let tls = secret_data(cp, namespace, "karo-webhook-tls").await;
         env.push((
             "KARO_WEBHOOK__TLS__CERT_FILE".into(),
-            secret_file("karo-webhook-tls", "tls.crt", "tls.crt").await,
+            write(&tls, "tls.crt", "tls.crt"),
         ));
         env.push((
             "KARO_WEBHOOK__TLS__KEY_FILE".into(),
-            secret_file("karo-webhook-tls", "tls.key", "tls.key").await,
+            write(&tls, "tls.key", "tls.key"),
         ));
         env.push(("KARO_WEBHOOK__PORT".into(), free_port().to_string()));
     }
     if config.webhook.auth.kind == AuthType::Basic {
+        let auth = secret_data(cp, namespace, "karo-webhook-auth").await;
         env.push((
             "KARO_WEBHOOK__AUTH__PASSWORD_FILE".into(),
-            secret_file("karo-webhook-auth", "password", "password").await,
+            write(&auth, "password", "password"),
         ));
     }
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
