@@ -182,7 +182,6 @@ pub struct Policy {
     pub allow_privileged: bool,
 }
 
-
 /// Settings given on the command line; they form the last layer.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]

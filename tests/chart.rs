@@ -777,8 +777,10 @@ fn job_template_value_replaces_the_shipped_skeleton() {
 
 /// The receiver snippet NOTES.txt prints is a config Alertmanager accepts, with the
 /// Service URL and the auth block.
-#[test]
-fn notes_print_a_receiver_alertmanager_accepts() {
+#[tokio::test]
+async fn notes_print_a_receiver_alertmanager_accepts() {
+    // Helm 3 reads the server version even for a client-side dry run.
+    let kubeconfig = ControlPlane::shared().kubeconfig().display().to_string();
     let dir = TestDir::new("notes").expect("temp dir");
     let cases = [
         ("values-full.yaml", "basic_auth:"),
@@ -794,6 +796,8 @@ fn notes_print_a_receiver_alertmanager_accepts() {
                 "-n",
                 "monitoring",
                 "--dry-run=client",
+                "--kubeconfig",
+                &kubeconfig,
                 "-f",
                 &fixture(values),
             ]);

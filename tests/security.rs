@@ -188,16 +188,63 @@ fn make_certs(dir: &Path, serial: u32) {
             .args(args)
             .output()
             .expect("openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     if !dir.join("ca.crt").exists() {
-        run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=karo-test-ca"]);
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=karo-test-ca",
+        ]);
     }
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("ext");
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "new.key", "-out", "new.csr", "-subj", "/CN=localhost"]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("ext");
     run(&[
-        "x509", "-req", "-in", "new.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial",
-        &serial.to_string(), "-days", "2", "-extfile", "ext.cnf", "-out", "new.crt",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "new.key",
+        "-out",
+        "new.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "new.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        &serial.to_string(),
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "new.crt",
     ]);
     // Key first, then certificate, each by rename, as a Secret update replaces files.
     std::fs::rename(dir.join("new.key"), dir.join("tls.key")).expect("key");
@@ -243,19 +290,28 @@ async fn https_webhook_with_live_certificate_renewal() {
         "    http_config:\n      tls_config:\n        ca_file: {}\n",
         ca.display()
     );
-    let am = Alertmanager::start(&am_config(&format!("https://localhost:{port}/webhook"), &http_config))
-        .await
-        .expect("alertmanager");
+    let am = Alertmanager::start(&am_config(
+        &format!("https://localhost:{port}/webhook"),
+        &http_config,
+    ))
+    .await
+    .expect("alertmanager");
     fire(&am, "1").await;
     wait_jobs(cp, &ns, 1).await;
     assert_eq!(served_serial(port, &ca), "serial=03E9");
 
     make_certs(certs.path(), 1002);
-    assert_eq!(served_serial(port, &ca), "serial=03EA", "new connections see the renewed certificate");
+    assert_eq!(
+        served_serial(port, &ca),
+        "serial=03EA",
+        "new connections see the renewed certificate"
+    );
     fire(&am, "2").await;
     wait_jobs(cp, &ns, 2).await;
     // The plain HTTP listener keeps serving too.
-    let r = reqwest::get(format!("{}/readyz", karo.url())).await.expect("get");
+    let r = reqwest::get(format!("{}/readyz", karo.url()))
+        .await
+        .expect("get");
     assert_eq!(r.status().as_u16(), 200);
 }
 
@@ -277,7 +333,9 @@ async fn a_slow_client_does_not_hold_the_server() {
     // One byte per second of request headers.
     let slow_addr = addr.clone();
     let slow = tokio::spawn(async move {
-        let mut s = tokio::net::TcpStream::connect(&slow_addr).await.expect("connect");
+        let mut s = tokio::net::TcpStream::connect(&slow_addr)
+            .await
+            .expect("connect");
         let request = b"POST /webhook HTTP/1.1\r\nHost: karo\r\nContent-Type: application/json\r\n";
         for b in request.iter().cycle().take(120) {
             if s.write_all(&[*b]).await.is_err() {
@@ -285,7 +343,9 @@ async fn a_slow_client_does_not_hold_the_server() {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
             let mut buf = [0u8; 512];
-            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await
+            {
                 if n == 0 || String::from_utf8_lossy(&buf[..n]).contains("408") {
                     return true;
                 }
@@ -303,10 +363,15 @@ async fn a_slow_client_does_not_hold_the_server() {
     .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["created"], 1);
-    assert!(slow.await.expect("slow client"), "the slow connection was closed by the timeout");
+    assert!(
+        slow.await.expect("slow client"),
+        "the slow connection was closed by the timeout"
+    );
 
     // A slow body: headers at once, then one byte per second.
-    let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
     s.write_all(b"POST /webhook HTTP/1.1\r\nHost: karo\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
         .await
         .expect("write");
@@ -351,7 +416,13 @@ async fn hostile_payloads_keep_memory_bounded() {
     // 10 000 alerts (none matching): answered, nothing created.
     let many = notification(
         (0..10_000)
-            .map(|i| alert(json!({"alertname": "Other", "i": i.to_string()}), json!({}), "2026-09-01T00:00:00Z"))
+            .map(|i| {
+                alert(
+                    json!({"alertname": "Other", "i": i.to_string()}),
+                    json!({}),
+                    "2026-09-01T00:00:00Z",
+                )
+            })
             .collect(),
     );
     let (code, body) = post_json(&hook, &many).await;
@@ -361,17 +432,29 @@ async fn hostile_payloads_keep_memory_bounded() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let (code, _) = post(&hook, "application/json", deep).await;
     assert_eq!(code, 400);
-    let deep_obj = format!(r#"{{"alerts": [{{"labels": {}}}]}}"#, "{\"a\":".repeat(5000) + "1" + &"}".repeat(5000));
+    let deep_obj = format!(
+        r#"{{"alerts": [{{"labels": {}}}]}}"#,
+        "{\"a\":".repeat(5000) + "1" + &"}".repeat(5000)
+    );
     let (code, _) = post(&hook, "application/json", deep_obj).await;
     assert_eq!(code, 400);
     // 1 MB label values on a matching alert: the Job is created, its labels valid.
     let big = "x".repeat(1024 * 1024);
     let (code, body) = post_json(
         &hook,
-        &notification(vec![alert(json!({"alertname": "Secured", "n": big}), json!({"note": big}), "2026-09-01T00:00:00Z")]),
+        &notification(vec![alert(
+            json!({"alertname": "Secured", "n": big}),
+            json!({"note": big}),
+            "2026-09-01T00:00:00Z",
+        )]),
     )
     .await;
-    assert_eq!(code, 200, "{}", body.to_string().chars().take(300).collect::<String>());
+    assert_eq!(
+        code,
+        200,
+        "{}",
+        body.to_string().chars().take(300).collect::<String>()
+    );
     // Invalid UTF-8.
     let mut bad = br#"{"alerts": [{"labels": {"alertname": "Secured", "n": ""#.to_vec();
     bad.extend([0xff, 0xfe, 0xc0]);
@@ -379,7 +462,9 @@ async fn hostile_payloads_keep_memory_bounded() {
     let (code, _) = post(&hook, "application/json", bad).await;
     assert_eq!(code, 400);
     // Still alive and serving.
-    let r = reqwest::get(format!("{}/healthz", karo.url())).await.expect("get");
+    let r = reqwest::get(format!("{}/healthz", karo.url()))
+        .await
+        .expect("get");
     assert_eq!(r.status().as_u16(), 200);
     let peak = peak_rss_kib(karo.process.pid());
     eprintln!("karo peak RSS: idle {idle} KiB, after hostile payloads {peak} KiB");
@@ -396,7 +481,13 @@ async fn an_alert_storm_is_cut_off_by_max_jobs_per_minute() {
     wait_ready_condition(cp, &ns, "secured", "True").await;
     let storm = notification(
         (0..500)
-            .map(|i| alert(json!({"alertname": "Secured", "n": i.to_string()}), json!({}), "2026-10-01T00:00:00Z"))
+            .map(|i| {
+                alert(
+                    json!({"alertname": "Secured", "n": i.to_string()}),
+                    json!({}),
+                    "2026-10-01T00:00:00Z",
+                )
+            })
             .collect(),
     );
     let (code, body) = post_json(&karo.webhook(), &storm).await;
@@ -405,7 +496,10 @@ async fn an_alert_storm_is_cut_off_by_max_jobs_per_minute() {
     assert_eq!(body["created"], 50, "{}", body["created"]);
     assert_eq!(body["skipped"], 450);
     assert_eq!(jobs(cp, &ns).await.len(), 50);
-    assert_eq!(metric(karo.url(), "karo_jobs_skipped_total{reason=\"rate_limit\"}").await, 450.0);
+    assert_eq!(
+        metric(karo.url(), "karo_jobs_skipped_total{reason=\"rate_limit\"}").await,
+        450.0
+    );
     wait_event(cp, &ns, "Skipped", "maxJobsPerMinute").await;
 }
 
@@ -422,7 +516,12 @@ async fn policy_refusals_name_the_field_and_create_nothing() {
         ("privileged", "  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers: [{name: c, image: busybox, securityContext: {privileged: true}}]", "spec.jobTemplate.spec.template.spec.containers[0].securityContext.privileged"),
     ];
     for (name, body, _) in &cases {
-        apply_reaction(cp, &ns, &format!("metadata: {{name: {name}}}\nspec:\n  alertName: Policy\n{body}\n")).await;
+        apply_reaction(
+            cp,
+            &ns,
+            &format!("metadata: {{name: {name}}}\nspec:\n  alertName: Policy\n{body}\n"),
+        )
+        .await;
     }
     apply_reaction(cp, &ns, "metadata: {name: allowed}\nspec:\n  alertName: Policy\n  actions: [{name: a, image: busybox, serviceAccount: remediator}]\n").await;
     let karo = start_karo(cp, &ns, "policy:\n  allowedServiceAccounts: [remediator]\n").await;
@@ -434,13 +533,23 @@ async fn policy_refusals_name_the_field_and_create_nothing() {
     wait_ready_condition(cp, &ns, "allowed", "True").await;
     let (code, body) = post_json(
         &karo.webhook(),
-        &notification(vec![alert(json!({"alertname": "Policy"}), json!({}), "2026-10-02T00:00:00Z")]),
+        &notification(vec![alert(
+            json!({"alertname": "Policy"}),
+            json!({}),
+            "2026-10-02T00:00:00Z",
+        )]),
     )
     .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["matched"], 1, "{body}");
     let jobs = wait_jobs(cp, &ns, 1).await;
-    assert_eq!(jobs[0].metadata.labels.as_ref().expect("labels")["karo.io/reaction"], "allowed");
+    assert_eq!(
+        jobs[0].metadata.labels.as_ref().expect("labels")["karo.io/reaction"],
+        "allowed"
+    );
     let v: Value = serde_json::to_value(&jobs[0]).expect("json");
-    assert_eq!(v["spec"]["template"]["spec"]["serviceAccountName"], "remediator");
+    assert_eq!(
+        v["spec"]["template"]["spec"]["serviceAccountName"],
+        "remediator"
+    );
 }
