@@ -292,7 +292,7 @@ async fn run_task(
         match gate(&jobs_api, reaction, &source.action_name, alert, &name).await {
             Ok(Gate::Proceed) => {}
             Ok(Gate::Exists) => {
-                return deduplicated(ctx, reaction, &source.action_name, alert, name)
+                return deduplicated(ctx, events, reaction, &source.action_name, alert, name)
             }
             Ok(Gate::Skip(reason, why)) => {
                 return skip(
@@ -367,7 +367,7 @@ async fn run_task(
             })
         }
         Err(kube::Error::Api(status)) if status.code == 409 && status.reason == "AlreadyExists" => {
-            deduplicated(ctx, reaction, &source.action_name, alert, name)
+            deduplicated(ctx, events, reaction, &source.action_name, alert, name)
         }
         Err(e) => {
             let retryable = is_retryable(&e);
@@ -403,14 +403,25 @@ fn is_retryable(e: &kube::Error) -> bool {
 }
 
 fn deduplicated(
-    ctx: &Context,
-    reaction: &CompiledReaction,
+    ctx: &Arc<Context>,
+    events: &Events,
+    reaction: &Arc<CompiledReaction>,
     action: &str,
     alert: &Alert,
     job: String,
 ) -> Outcome {
     ctx.metrics.jobs_deduplicated.inc();
     info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job, "Job exists already: deduplicated");
+    events.publish(
+        ctx,
+        reaction,
+        EventType::Normal,
+        "Deduplicated",
+        format!(
+            "Job {job} exists already for alert {} (repeated delivery)",
+            alert.fingerprint
+        ),
+    );
     Outcome::Deduplicated(job)
 }
 

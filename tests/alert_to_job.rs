@@ -176,6 +176,7 @@ async fn repeated_notifications_create_one_job_and_a_new_occurrence_another() {
     assert!(metric(&url, "karo_jobs_deduplicated_total").await >= 3.0);
     // …and still exactly one Job.
     assert_eq!(jobs(cp, &ns).await.len(), 1);
+    wait_event(cp, &ns, "Deduplicated", "repeated delivery").await;
     wait_trigger_count(cp, &ns, "disk-cleanup", 1).await;
 
     // Resolved: nothing (triggerOn defaults to firing). Fired again: a new occurrence.
