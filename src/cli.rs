@@ -1,11 +1,13 @@
-//! The command line: `karo run` (the default), `karo crd`, `karo version`.
+//! The command line: `karo run` (the default), `karo crd`, `karo render`,
+//! `karo validate`, `karo version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{HttpOverride, Overrides};
+use crate::offline;
 
 /// Kubernetes Alert Reaction Operator: turns Prometheus alerts into Kubernetes Jobs.
 #[derive(Parser, Debug)]
@@ -23,6 +25,10 @@ pub enum Command {
     Run(RunArgs),
     /// Print the AlertReaction CustomResourceDefinition as YAML.
     Crd,
+    /// Print the Jobs `karo run` would create for an Alertmanager notification (offline).
+    Render(RenderArgs),
+    /// Check AlertReaction manifests and Karo config files; report every problem.
+    Validate(ValidateArgs),
     /// Print Karo's version.
     Version,
 }
@@ -41,6 +47,78 @@ pub struct RunArgs {
     /// Render and record Jobs without creating them (overrides `dryRun`).
     #[arg(long, global = true)]
     pub dry_run: bool,
+}
+
+/// `karo render`.
+#[derive(Args, Debug, Clone)]
+#[command(after_help = RENDER_HELP)]
+pub struct RenderArgs {
+    /// AlertReaction manifests, or directories to scan for *.yaml and *.yml.
+    /// Multi-document files are fine; documents of other kinds are skipped.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// The Alertmanager webhook payload (JSON), `-` for standard input.
+    #[arg(long, value_name = "FILE")]
+    pub alerts: PathBuf,
+    /// Output format of the Jobs.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+    /// Namespace of reactions whose manifest names none.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Time of receipt, which stands in for a missing `startsAt` as in the daemon
+    /// (RFC 3339; default: now). Set it to make such output reproducible.
+    #[arg(long, value_name = "TIME")]
+    pub received_at: Option<jiff::Timestamp>,
+}
+
+const RENDER_HELP: &str = "\
+The Jobs are built exactly as `karo run` builds them: the same validation, the same
+matching (alertName, matchers, triggerOn), the same templates, Job skeleton and
+jobDefaults, from the configuration `karo run` would read (--config, else
+$KARO_CONFIG, else /etc/karo/config.yaml if present, then KARO_* variables).
+They go to stdout; which reactions matched which alerts, and why the others did not,
+goes to stderr. The exit status is 1 on any error: an invalid reaction, a Job that
+fails to render, a payload that is not an Alertmanager notification.
+
+Job names hash the reaction's UID. A manifest without metadata.uid gets the
+placeholder 00000000-0000-0000-0000-000000000000, so names are reproducible but
+differ from the cluster's; render the reaction as the cluster has it
+(kubectl get alertreaction NAME -o yaml) to get the names the daemon uses.
+
+A suspended reaction's Jobs are not printed (the daemon creates none); a dry-run
+reaction's are. cooldown and concurrencyPolicy depend on the Jobs in the cluster
+and are not applied offline.
+
+Example:
+  karo render -f examples/restart-deployment.yaml --alerts examples/payloads/restart-deployment.json";
+
+/// `karo validate`.
+#[derive(Args, Debug, Clone)]
+#[command(after_help = VALIDATE_HELP)]
+pub struct ValidateArgs {
+    /// AlertReaction manifests and Karo config files, or directories to scan for
+    /// *.yaml and *.yml.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+const VALIDATE_HELP: &str = "\
+Each file is recognised by its content: documents with `kind: AlertReaction`, or a
+Karo config mapping (keys such as webhook, jobDefaults, policy). Every problem is
+printed as `<file>: <place>: <reason>`, where the place is the document and the
+field (`doc 1 (name) spec.matchers[0].value`) or the config key (`webhook.path`).
+Reactions are checked under the policy of the configuration `karo run` would read
+(--config, $KARO_CONFIG, /etc/karo/config.yaml). Exit status 0 when everything is
+valid, 1 otherwise.";
+
+/// How `karo render` prints Jobs.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// YAML documents, `---` before each.
+    Yaml,
+    /// A JSON `List` of Jobs.
+    Json,
 }
 
 impl RunArgs {
@@ -71,6 +149,8 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Run(args)) => run(args),
+        Some(Command::Render(args)) => render(&args, &cli.run),
+        Some(Command::Validate(args)) => validate(&args, &cli.run),
         None => run(cli.run),
     }
 }
@@ -89,5 +169,65 @@ fn run(args: RunArgs) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn render(args: &RenderArgs, global: &RunArgs) -> ExitCode {
+    let request = offline::RenderRequest {
+        files: args.files.clone(),
+        alerts: args.alerts.clone(),
+        config: global.config.clone(),
+        overrides: global.overrides(),
+        namespace: args.namespace.clone(),
+        received_at: args.received_at.unwrap_or_else(jiff::Timestamp::now),
+    };
+    let rendered = offline::render(&request);
+    for line in &rendered.log {
+        eprintln!("{line}");
+    }
+    match offline::format_jobs(&rendered.jobs, args.output == OutputFormat::Json) {
+        Ok(text) => print!("{text}"),
+        Err(e) => {
+            eprintln!("error: cannot serialise the Jobs: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if rendered.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn validate(args: &ValidateArgs, global: &RunArgs) -> ExitCode {
+    let renderer = crate::render::Renderer::new();
+    let mut problems = Vec::new();
+    let policy = match crate::config::load(global.config.as_deref(), &global.overrides()) {
+        Ok(c) => c.policy,
+        Err(e) => {
+            problems.push(format!(
+                "error: the configuration to check reactions against: {e}"
+            ));
+            crate::config::Policy::default()
+        }
+    };
+    let result = offline::validate(&args.paths, &renderer, &policy);
+    for note in &result.notes {
+        eprintln!("note: {note}");
+    }
+    problems.extend(result.problems.iter().map(ToString::to_string));
+    for p in &problems {
+        println!("{p}");
+    }
+    let files = result.files_checked;
+    let s = if files == 1 { "" } else { "s" };
+    if problems.is_empty() {
+        println!("{files} file{s} valid");
+        ExitCode::SUCCESS
+    } else {
+        let n = problems.len();
+        let ps = if n == 1 { "" } else { "s" };
+        println!("{n} problem{ps} in {files} file{s} checked");
+        ExitCode::FAILURE
     }
 }

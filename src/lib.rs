@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod limits;
 pub mod matching;
 pub mod metrics;
+pub mod offline;
 pub mod reaction;
 pub mod reactor;
 pub mod reload;

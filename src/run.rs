@@ -58,6 +58,7 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
         .with_context(|| format!("cannot listen on {addr}"))?;
     info!(%addr, version = env!("CARGO_PKG_VERSION"), "karo listening");
 
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let tls = &ctx.runtime().config.webhook.tls;
     let https = match (tls.enabled, &tls.cert_file, &tls.key_file) {
         (true, Some(cert), Some(key)) => {
@@ -72,25 +73,35 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
                 ctx.clone(),
                 listener,
                 Some(acceptor),
+                stop_rx.clone(),
             )))
         }
         _ => None,
     };
+    let mut https = https;
     let watch = tokio::spawn(controller::run(ctx.clone()));
-    let serve = tokio::spawn(webhook::serve(ctx.clone(), listener, None));
-    let https = async move {
-        match https {
+    let mut serve = tokio::spawn(webhook::serve(ctx.clone(), listener, None, stop_rx));
+    let https_done = async {
+        match &mut https {
             Some(handle) => handle.await,
             None => std::future::pending().await,
         }
     };
     tokio::select! {
-        r = https => anyhow::bail!("the HTTPS server stopped: {r:?}"),
-        _ = shutdown_signal() => info!("shutting down"),
+        r = https_done => anyhow::bail!("the HTTPS server stopped: {r:?}"),
+        _ = shutdown_signal() => {}
         r = watch => anyhow::bail!("the AlertReaction watch stopped: {r:?}"),
-        r = serve => anyhow::bail!("the HTTP server stopped: {r:?}"),
+        r = &mut serve => anyhow::bail!("the HTTP server stopped: {r:?}"),
     }
+    // Not ready any more, so the Service stops sending; requests in flight finish.
+    info!("shutting down: finishing requests in flight");
     ctx.set_synced(false);
+    let _ = stop.send(true);
+    let _ = serve.await;
+    if let Some(handle) = https {
+        let _ = handle.await;
+    }
+    info!("stopped");
     Ok(())
 }
 

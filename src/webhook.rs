@@ -15,8 +15,10 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -25,30 +27,44 @@ use crate::auth::{self, AuthError};
 use crate::context::Context;
 use crate::reactor;
 
+/// How long requests in flight may take to finish on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Resp = Response<Full<Bytes>>;
 
-/// Serves HTTP (or, with `tls`, HTTPS) on `listener` until the process ends.
-pub async fn serve(ctx: Arc<Context>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+/// Serves HTTP (or, with `tls`, HTTPS) on `listener` until `shutdown` turns true;
+/// then stops accepting and lets requests in flight finish, for at most
+/// `SHUTDOWN_GRACE`.
+pub async fn serve(
+    ctx: Arc<Context>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
         };
         let ctx = ctx.clone();
         let tls = tls.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(ctx, stream, peer).await,
+                None => serve_connection(ctx, stream, peer, watcher).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(ctx, stream, peer).await,
+                        Ok(Ok(stream)) => serve_connection(ctx, stream, peer, watcher).await,
                         Ok(Err(e)) => debug!(peer = %peer, error = %e, "TLS handshake failed"),
                         Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
                     }
@@ -56,9 +72,16 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener, tls: Option<TlsAcce
             }
         });
     }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("requests still in flight after {SHUTDOWN_GRACE:?}; closing them");
+    }
 }
 
-async fn serve_connection<I>(ctx: Arc<Context>, io: I, peer: SocketAddr)
+async fn serve_connection<I>(ctx: Arc<Context>, io: I, peer: SocketAddr, watcher: Watcher)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -72,7 +95,8 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn).await {
         debug!(peer = %peer, error = %e, "connection closed with an error");
     }
 }

@@ -928,3 +928,19 @@ spec:
     assert_eq!(body["deduplicated"], 1000);
     assert_eq!(body["created"], 0);
 }
+
+#[tokio::test]
+async fn sigterm_stops_karo_cleanly() {
+    let cp = ControlPlane::shared();
+    cp.install_crd().await;
+    let ns = cp.namespace("sigterm").await;
+    let mut karo = start_karo(cp, &ns, "").await;
+    let status = karo
+        .process
+        .terminate(Duration::from_secs(60))
+        .expect("karo exited after SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", karo.process.log_text());
+    let log = karo.process.log_text();
+    assert!(log.contains("finishing requests in flight"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
