@@ -191,41 +191,74 @@ fn strs(args: &[String]) -> Vec<&str> {
 // Values, schema and lint
 // ---------------------------------------------------------------------------------
 
-#[test]
-fn every_seed_parameter_is_in_values_yaml_with_its_default_and_in_the_schema() {
+/// Checks every row of a `| `param` | description | default |` table against
+/// values.yaml and values.schema.json; returns the parameters.
+fn check_parameter_table(table: &str, source: &str) -> Vec<String> {
     let values = yaml(&read(repo_path("charts/karo/values.yaml")));
     let schema: Value =
         serde_json::from_str(&read(repo_path("charts/karo/values.schema.json"))).expect("schema");
-    let table = read(fixture("seed-parameters.md"));
-    let mut rows = 0;
+    let mut params = Vec::new();
     for line in table.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
         let param = cells[0].trim_matches('`');
-        let default = cells[2];
+        let default = cells[cells.len() - 1];
         let actual = param
             .split('.')
             .try_fold(&values, |v, key| v.get(key))
-            .unwrap_or_else(|| panic!("{param} is not in values.yaml"));
+            .unwrap_or_else(|| panic!("{source}: {param} is not in values.yaml"));
         if default == "See values.yaml" {
-            assert!(
-                actual.as_object().is_some_and(|o| !o.is_empty()),
-                "{param}: {actual}"
-            );
+            assert!(!actual.is_null(), "{source}: {param}");
         } else {
             assert_eq!(
                 actual,
                 &yaml(default.trim_matches('`')),
-                "default of {param}"
+                "{source}: default of {param}"
             );
         }
         let documented = param
             .split('.')
             .try_fold(&schema, |s, key| s["properties"].get(key))
-            .unwrap_or_else(|| panic!("{param} is not in values.schema.json"));
-        assert!(documented["description"].is_string(), "{param}");
-        rows += 1;
+            .unwrap_or_else(|| panic!("{source}: {param} is not in values.schema.json"));
+        assert!(documented["description"].is_string(), "{source}: {param}");
+        params.push(param.to_string());
     }
-    assert_eq!(rows, 31, "rows of the seed's table");
+    params
+}
+
+#[test]
+fn every_seed_parameter_is_in_values_yaml_with_its_default_and_in_the_schema() {
+    let params = check_parameter_table(&read(fixture("seed-parameters.md")), "seed table");
+    assert_eq!(params.len(), 31, "rows of the seed's table");
+    // The chart's own README documents every value, with its default.
+    let documented =
+        check_parameter_table(&read(repo_path("charts/karo/README.md")), "chart README");
+    for param in &params {
+        assert!(documented.contains(param), "chart README lacks {param}");
+    }
+    fn leaves(v: &Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) if !o.is_empty() => {
+                for (k, child) in o {
+                    leaves(child, &format!("{prefix}{k}."), out);
+                }
+            }
+            _ => out.push(prefix.trim_end_matches('.').to_string()),
+        }
+    }
+    let mut all = Vec::new();
+    leaves(
+        &yaml(&read(repo_path("charts/karo/values.yaml"))),
+        "",
+        &mut all,
+    );
+    for leaf in all {
+        assert!(
+            documented
+                .iter()
+                .any(|d| leaf == *d || leaf.starts_with(&format!("{d}."))),
+            "chart README does not document {leaf}"
+        );
+    }
 }
 
 #[test]
@@ -243,6 +276,10 @@ fn wrong_values_fail_with_a_message_naming_them() {
         (
             "webhook:\n  auth:\n    type: basic\n    password: p\n",
             &["webhook.auth.username"],
+        ),
+        (
+            "service:\n  targetPort: 9443\n",
+            &["webhook.port and service.targetPort must differ"],
         ),
         (
             "webhook:\n  auth:\n    type: bearer\n",
@@ -1178,6 +1215,8 @@ struct ChartKaro {
     karo: KaroProcess,
     /// The ServiceAccount's own kubeconfig.
     kubeconfig: PathBuf,
+    /// The HTTPS webhook port and the CA of its certificate, with TLS on.
+    https: Option<(u16, Vec<u8>)>,
     _dir: TestDir,
 }
 
@@ -1204,6 +1243,7 @@ async fn start_chart_karo(cp: &ControlPlane, namespace: &str) -> ChartKaro {
         "KARO_JOB_TEMPLATE_FILE".into(),
         config_dir.join("job.yaml").display().to_string(),
     )];
+    let mut https = None;
     if config.webhook.tls.enabled {
         let tls = secret_data(cp, namespace, "karo-webhook-tls").await;
         env.push((
@@ -1214,7 +1254,9 @@ async fn start_chart_karo(cp: &ControlPlane, namespace: &str) -> ChartKaro {
             "KARO_WEBHOOK__TLS__KEY_FILE".into(),
             write(&tls, "tls.key", "tls.key"),
         ));
-        env.push(("KARO_WEBHOOK__PORT".into(), free_port().to_string()));
+        let port = free_port();
+        env.push(("KARO_WEBHOOK__PORT".into(), port.to_string()));
+        https = Some((port, tls["ca.crt"].clone()));
     }
     if config.webhook.auth.kind == AuthType::Basic {
         let auth = secret_data(cp, namespace, "karo-webhook-auth").await;
@@ -1231,6 +1273,7 @@ async fn start_chart_karo(cp: &ControlPlane, namespace: &str) -> ChartKaro {
     ChartKaro {
         karo,
         kubeconfig,
+        https,
         _dir: dir,
     }
 }
@@ -1277,6 +1320,26 @@ async fn karo_with_the_charts_service_account_runs_the_alert_to_job_flow() {
     let job = jobs[0].metadata.name.clone().expect("job name");
     wait_trigger_count(cp, &reactions_ns, "high-cpu-reaction", 1).await;
     wait_event(cp, &reactions_ns, "Triggered", &job).await;
+
+    // The default install's HTTPS webhook, with the chart's self-signed certificate,
+    // verified against its CA under the Service's name.
+    let (port, ca) = karo.https.clone().expect("TLS is on by default");
+    let host = format!("karo.{release_ns}.svc");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
+        .resolve(&host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .build()
+        .expect("HTTPS client");
+    let resp = client
+        .post(format!("https://{host}:{port}/webhook"))
+        .json(&minimal_notification("HighCPUUsage"))
+        .send()
+        .await
+        .expect("posting over HTTPS");
+    assert_eq!(resp.status().as_u16(), 200);
+    // A request without `startsAt` is a new occurrence: a second Job.
+    wait_jobs(cp, &reactions_ns, 2).await;
+    wait_trigger_count(cp, &reactions_ns, "high-cpu-reaction", 2).await;
 
     // Least privilege: what Karo does, and not more.
     let user = format!("system:serviceaccount:{release_ns}:karo");
@@ -1344,6 +1407,13 @@ async fn with_a_namespace_list_karo_acts_only_in_those_namespaces() {
 
     let karo = start_chart_karo(cp, &release_ns).await;
     wait_ready_condition(cp, &listed, "high-cpu-reaction", "True").await;
+    // Basic auth from the chart's Secret: no credentials, no Job.
+    let (code, body) = post_json(
+        &format!("{}/webhook", karo.karo.url()),
+        &minimal_notification("ScopedAlert"),
+    )
+    .await;
+    assert_eq!(code, 401, "{body}");
     let resp = reqwest::Client::new()
         .post(format!("{}/webhook", karo.karo.url()))
         .basic_auth("alertmanager", Some("secret"))
