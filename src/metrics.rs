@@ -154,6 +154,15 @@ impl Metrics {
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
         }
+        for kind in ERROR_KINDS {
+            m.errors.with_label_values(&[kind]);
+        }
+        for reason in ["missing", "malformed", "wrong", "unavailable"] {
+            m.auth_failures.with_label_values(&[reason]);
+        }
+        for code in ["200", "400", "401", "500", "503"] {
+            m.webhook_requests.with_label_values(&[code]);
+        }
         Ok(m)
     }
 
@@ -164,6 +173,7 @@ impl Metrics {
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
 
+    /// Counts an error; `kind` is one of `ERROR_KINDS`.
     pub fn error(&self, kind: &str) {
         self.errors.with_label_values(&[kind]).inc();
     }
@@ -172,6 +182,18 @@ impl Metrics {
         self.jobs_skipped.with_label_values(&[reason]).inc();
     }
 }
+
+/// The `kind` label values of `errors_total`.
+pub const ERROR_KINDS: [&str; 8] = [
+    "api",
+    "job_rejected",
+    "render",
+    "status_update",
+    "event",
+    "watch",
+    "bad_request",
+    "auth_config",
+];
 
 /// Why a matched Job is not created.
 pub const SKIP_REASONS: [&str; 5] = [

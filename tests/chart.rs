@@ -899,8 +899,9 @@ fn install_servicemonitor_crd() {
             "--for=condition=Established",
             "--timeout=60s",
             "crd/servicemonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
         ]),
-        "waiting for the ServiceMonitor CRD",
+        "waiting for the ServiceMonitor and PrometheusRule CRDs",
     );
     *installed = true;
 }
@@ -1588,4 +1589,148 @@ async fn plain_manifests_apply_and_grant_least_privilege() {
     ] {
         assert_eq!(can_i(cp, &own, user, &args), allowed, "can-i {args:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Alerts on Karo and its dashboard
+// ---------------------------------------------------------------------------------
+
+/// Metric names in a PromQL expression (identifiers followed by a selector).
+fn metric_names(expr: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"([a-z_][a-z0-9_]*)\{").expect("regex");
+    re.captures_iter(expr)
+        .map(|c| c[1].to_string())
+        .filter(|n| n != "by")
+        .collect()
+}
+
+/// Every series name Karo exports, histogram series included.
+fn karo_series() -> Vec<String> {
+    let text = karo::metrics::Metrics::new()
+        .expect("metrics")
+        .encode()
+        .expect("encode");
+    let mut names: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("# TYPE "))
+        .flat_map(|l| {
+            let mut parts = l.split_whitespace().skip(2);
+            let name = parts.next().unwrap_or("").to_string();
+            let kind = parts.next().unwrap_or("");
+            if kind == "histogram" {
+                vec![
+                    format!("{name}_bucket"),
+                    format!("{name}_sum"),
+                    format!("{name}_count"),
+                ]
+            } else {
+                vec![name]
+            }
+        })
+        .collect();
+    names.push("up".to_string());
+    names
+}
+
+#[test]
+fn prometheus_rule_passes_promtool_and_uses_karos_metrics() {
+    let docs = Helm::V3.render(&[
+        "--set",
+        "monitoring.enabled=true",
+        "--set",
+        "monitoring.prometheusRule.enabled=true",
+        "-s",
+        "templates/prometheusrule.yaml",
+    ]);
+    assert_eq!(docs.len(), 1);
+    let rule = &docs[0];
+    assert_eq!(rule["kind"], "PrometheusRule");
+    let groups = &rule["spec"]["groups"];
+    let alerts: Vec<&str> = groups[0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    for wanted in [
+        "KaroDown",
+        "KaroWebhookRequestsFailing",
+        "KaroJobCreationFailing",
+        "KaroConfigReloadFailed",
+        "KaroWebhookAuthFailures",
+    ] {
+        assert!(alerts.contains(&wanted), "{wanted} missing: {alerts:?}");
+    }
+    let series = karo_series();
+    for r in groups[0]["rules"].as_array().expect("rules") {
+        let expr = r["expr"].as_str().expect("expr");
+        assert!(expr.contains("job=\"karo\""), "{expr}");
+        for name in metric_names(expr) {
+            assert!(
+                series.contains(&name),
+                "{name} is not a Karo metric ({expr})"
+            );
+        }
+    }
+    let dir = TestDir::new("rules").expect("dir");
+    let file = dir.path().join("karo-rules.yaml");
+    std::fs::write(
+        &file,
+        serde_yaml::to_string(&serde_json::json!({ "groups": groups })).expect("yaml"),
+    )
+    .expect("write");
+    let mut cmd = Command::new(bins::promtool().expect("promtool"));
+    cmd.args(["check", "rules"]).arg(&file);
+    let out = success(
+        &run_output(cmd, None).expect("promtool"),
+        "promtool check rules",
+    );
+    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
+}
+
+#[test]
+fn grafana_dashboard_shows_karos_metrics() {
+    let docs = Helm::V3.render(&[
+        "--set",
+        "monitoring.enabled=true",
+        "--set",
+        "monitoring.grafanaDashboard.enabled=true",
+        "-s",
+        "templates/dashboard.yaml",
+    ]);
+    assert_eq!(docs.len(), 1);
+    let cm = &docs[0];
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value =
+        serde_json::from_str(cm["data"]["karo.json"].as_str().expect("karo.json")).expect("JSON");
+    assert_eq!(dashboard["uid"], "karo-overview");
+    let series = karo_series();
+    let mut used = std::collections::BTreeSet::new();
+    let mut titles = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        titles.push(panel["title"].as_str().unwrap_or("").to_string());
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for name in metric_names(expr) {
+                assert!(
+                    series.contains(&name),
+                    "{name} is not a Karo metric ({expr})"
+                );
+                used.insert(name);
+            }
+        }
+    }
+    for name in [
+        "karo_alerts_received_total",
+        "alert_reactions_total",
+        "jobs_created_total",
+        "karo_jobs_deduplicated_total",
+        "karo_jobs_skipped_total",
+        "errors_total",
+        "karo_webhook_request_duration_seconds_bucket",
+        "karo_config_last_reload_successful",
+    ] {
+        assert!(used.contains(name), "the dashboard does not show {name}");
+    }
+    assert!(titles.iter().any(|t| t == "Webhook latency"), "{titles:?}");
 }
