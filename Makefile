@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build test test-env crd lint fmt clean
+.PHONY: all build test test-env crd lint fmt clean bench
 
 all: build
 
@@ -18,13 +18,29 @@ test:
 	$(CARGO) clippy --all-targets --quiet -- -D warnings; \
 	$(CARGO) test --no-fail-fast
 
+# Throughput, latency, memory and reload figures against baselines measured in the
+# same run (BENCHMARKS.md); starts its own etcd and kube-apiserver.
+bench:
+	@set -euo pipefail; \
+	eval "$$(bash tests/platform/setup.sh)"; \
+	$(CARGO) build --release --bin karo; \
+	$(CARGO) bench --bench karo_bench
+
+# Karo end to end on this machine: installs the platform, starts a local control
+# plane, Karo and Alertmanager, fires an alert and shows the Job Karo created.
+.PHONY: demo
+demo:
+	@bash tests/platform/demo.sh
+
 test-env:
 	@bash tests/platform/setup.sh
 
-# Regenerates the committed CRD from the Rust types.
+# Regenerates the committed CRD from the Rust types, and the chart's copy of the
+# Job skeleton.
 crd:
 	$(CARGO) run --quiet -- crd > config/crd/karo.io_alertreactions.yaml
 	cp config/crd/karo.io_alertreactions.yaml charts/karo/crds/karo.io_alertreactions.yaml
+	cp templates/job.yaml charts/karo/files/job.yaml
 
 lint:
 	$(CARGO) fmt --all -- --check

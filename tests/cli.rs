@@ -1,0 +1,575 @@
+//! `karo render` and `karo validate`, run as the binary a user runs, plus the
+//! demo script behind `make demo`.
+//!
+//! Golden files: `tests/fixtures/cli/golden/<case>.yaml` hold what `karo render`
+//! prints for each example under `examples/` with its sample payload. After an
+//! intended change of the output, regenerate them and review the diff:
+//!
+//! ```text
+//! KARO_UPDATE_GOLDEN=1 cargo test --test cli golden
+//! ```
+//!
+//! The tests that need the platform (a kube-apiserver, Alertmanager) find it as the
+//! other integration tests do: `eval "$(bash tests/platform/setup.sh)"` first.
+
+mod common;
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::PostParams;
+use kube::Api;
+use serde_json::Value;
+
+use common::*;
+use support::ControlPlane;
+
+/// Stands in for a missing `startsAt`, so that every golden is reproducible.
+const RECEIVED_AT: &str = "2026-11-20T12:00:00Z";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `karo <args>` from the repository root, with no config file from the
+/// environment (the built-in defaults, as on a workstation).
+fn karo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_karo"))
+        .current_dir(root())
+        .env_remove("KARO_CONFIG")
+        .args(args)
+        .output()
+        .expect("running karo")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn render(reactions: &[&str], payload: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["render"];
+    for r in reactions {
+        args.extend(["-f", r]);
+    }
+    args.extend(["--alerts", payload, "--received-at", RECEIVED_AT]);
+    args.extend(extra);
+    karo(&args)
+}
+
+/// The YAML documents of `karo render`'s output, as JSON values.
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).expect("rendered YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Golden tests on the examples
+
+/// (golden name, reaction, payload, Jobs expected).
+const EXAMPLES: &[(&str, &str, &str, usize)] = &[
+    (
+        "high-cpu-reaction",
+        "examples/high-cpu-reaction.yaml",
+        "examples/payloads/high-cpu.json",
+        1,
+    ),
+    (
+        "disk-cleanup",
+        "examples/disk-cleanup.yaml",
+        "examples/payloads/disk-cleanup.json",
+        2,
+    ),
+    (
+        "restart-deployment",
+        "examples/restart-deployment.yaml",
+        "examples/payloads/restart-deployment.json",
+        1,
+    ),
+    (
+        "shell-diagnostics",
+        "examples/shell-diagnostics.yaml",
+        "examples/payloads/shell-diagnostics.json",
+        1,
+    ),
+    (
+        "resolved-notify",
+        "examples/resolved-notify.yaml",
+        "examples/payloads/resolved-notify.json",
+        1,
+    ),
+    (
+        "test-alert",
+        "examples/test-alert.yaml",
+        "examples/payloads/test-alert.json",
+        1,
+    ),
+];
+
+#[test]
+fn golden_render_of_every_example() {
+    let update = std::env::var_os("KARO_UPDATE_GOLDEN").is_some_and(|v| v == "1");
+    let mut mismatches = Vec::new();
+    for (name, reaction, payload, n) in EXAMPLES {
+        let out = render(&[reaction], payload, &[]);
+        assert!(
+            out.status.success(),
+            "karo render {reaction} failed:\n{}",
+            stderr(&out)
+        );
+        let text = stdout(&out);
+        assert_eq!(documents(&text).len(), *n, "Jobs of {reaction}:\n{text}");
+        let golden = root().join(format!("tests/fixtures/cli/golden/{name}.yaml"));
+        if update {
+            std::fs::write(&golden, &text).expect("writing golden");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
+            panic!("{}: {e} (KARO_UPDATE_GOLDEN=1 writes it)", golden.display())
+        });
+        if expected != text {
+            mismatches.push(format!(
+                "--- {} (expected)\n{expected}\n+++ actual\n{text}",
+                golden.display()
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "karo render output differs from the goldens (KARO_UPDATE_GOLDEN=1 regenerates them):\n{}",
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn render_explains_matches_and_misses() {
+    let out = render(
+        &["examples/disk-cleanup.yaml"],
+        "examples/payloads/disk-cleanup.json",
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("default/disk-cleanup: matched: Job disk-cleanup-cleanup-"),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"no match: matcher severity=~"critical|page" failed (severity="warning")"#),
+        "{err}"
+    );
+
+    let out = render(
+        &["tests/fixtures/cli/render/behaviours.yaml"],
+        "tests/fixtures/cli/render/payload.json",
+        &[],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let jobs = documents(&stdout(&out));
+    let names: Vec<&str> = jobs
+        .iter()
+        .filter_map(|j| j.pointer("/metadata/name").and_then(Value::as_str))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].starts_with("plain-echo-"), "{names:?}");
+    // dryRun: rendered and printed; the file's namespace and UID are used.
+    assert!(names[1].starts_with("rehearsal-echo-"), "{names:?}");
+    assert_eq!(jobs[1]["metadata"]["namespace"], "staging");
+    assert_eq!(
+        jobs[1]["metadata"]["ownerReferences"][0]["uid"],
+        "6f1c1d2e-0000-4000-8000-000000000001"
+    );
+    // Without a UID in the file: the documented placeholder.
+    assert_eq!(
+        jobs[0]["metadata"]["ownerReferences"][0]["uid"],
+        karo::offline::PLACEHOLDER_UID
+    );
+    assert_eq!(jobs[0]["metadata"]["namespace"], "default");
+    for needle in [
+        "default/suspended: matched: Job suspended-echo-",
+        "the reaction is suspended",
+        "staging/rehearsal: matched: Job rehearsal-echo-",
+        "dry run by spec.dryRun",
+        r#"default/only-critical: no match: matcher severity="critical" failed (severity="warning")"#,
+        "default/on-resolved: no match: status firing is not in triggerOn [resolved]",
+        r#"default/other-alert: no match: alertname differs (the reaction is for "SomethingElse""#,
+        "not an AlertReaction (kind Namespace), skipped",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+    }
+}
+
+#[test]
+fn render_is_reproducible_and_prints_json_too() {
+    let (files, payload) = (["examples/"], "examples/payloads/restart-deployment.json");
+    let a = render(&files, payload, &[]);
+    let b = render(&files, payload, &[]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert_eq!(stdout(&a), stdout(&b));
+    let yaml = documents(&stdout(&a));
+    assert_eq!(yaml.len(), 1, "{}", stdout(&a));
+
+    let json = render(&files, payload, &["-o", "json"]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    let list: Value = serde_json::from_slice(&json.stdout).expect("JSON output");
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().map(Vec::as_slice), Some(&yaml[..]));
+}
+
+#[test]
+fn render_fails_on_errors() {
+    // A template that needs a label the alert lacks: strict mode fails the render.
+    let out = render(
+        &["tests/fixtures/cli/render/needs-team.yaml"],
+        "tests/fixtures/cli/render/payload.json",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("render failed"), "{err}");
+    assert!(err.contains("labels.team"), "{err}");
+    assert!(stdout(&out).is_empty());
+
+    // An invalid reaction among valid ones: the others still render, exit 1.
+    let out = render(
+        &[
+            "tests/fixtures/cli/render/invalid.yaml",
+            "tests/fixtures/cli/render/behaviours.yaml",
+        ],
+        "tests/fixtures/cli/render/payload.json",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("reaction invalid: InvalidMatcher: spec.matchers[0].value"),
+        "{err}"
+    );
+    assert_eq!(documents(&stdout(&out)).len(), 2);
+
+    // Not an Alertmanager payload.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"alerts": "none"}"#).expect("writing payload");
+    let out = render(
+        &["examples/test-alert.yaml"],
+        bad.to_str().expect("utf-8 path"),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("field `alerts`"), "{}", stderr(&out));
+
+    // No such file.
+    let out = render(
+        &["examples/no-such-reaction.yaml"],
+        "examples/payloads/test-alert.json",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no such file or directory"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// karo validate
+
+#[test]
+fn validate_accepts_the_examples() {
+    let out = karo(&["validate", "examples/"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.trim_end().ends_with("files valid"), "{text}");
+    // The Alertmanager config is recognised and left to amtool.
+    assert!(
+        stderr(&out).contains("alertmanager.yml: an Alertmanager configuration, skipped"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn validate_lists_every_problem_with_its_path() {
+    let out = karo(&["validate", "tests/fixtures/cli/broken/"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    let reactions = "tests/fixtures/cli/broken/reactions.yaml";
+    let config = "tests/fixtures/cli/broken/config.yaml";
+    let expected = [
+        // Reactions: document, name and field path.
+        (
+            format!("{reactions}: doc 1 (many-problems) spec.alertName: "),
+            "required field is missing",
+        ),
+        (
+            format!("{reactions}: doc 1 (many-problems) spec.matchers[0].value: "),
+            "invalid regular expression \"(critical\"",
+        ),
+        (
+            format!("{reactions}: doc 1 (many-problems) spec.matchers[1].operator: "),
+            "unknown variant `==`",
+        ),
+        (
+            format!("{reactions}: doc 1 (many-problems) spec.matchers[2].value: "),
+            "invalid regular expression \"ops|[sre\"",
+        ),
+        (
+            format!("{reactions}: doc 1 (many-problems) spec.actions[0].args[4]: "),
+            "unknown variable `namspace`",
+        ),
+        (
+            format!("{reactions}: doc 1 (many-problems) spec.actions[1].command[2]: "),
+            "unclosed",
+        ),
+        (
+            format!("{reactions}: doc 3 (template-problems) spec.matcher: "),
+            "unknown field",
+        ),
+        (
+            format!("{reactions}: doc 3 (template-problems) spec.cooldown: "),
+            "not a duration",
+        ),
+        (
+            format!(
+                "{reactions}: doc 3 (template-problems) spec.jobTemplate.spec.template.spec.containers[0].args[0]: "
+            ),
+            "helper `upper` takes 1 argument",
+        ),
+        (
+            format!(
+                "{reactions}: doc 3 (template-problems) spec.jobTemplate.spec.template.spec.containers[0].args[1]: "
+            ),
+            "unknown helper `nosuchhelper`",
+        ),
+        // Config: the key path.
+        (format!("{config}: logFromat: "), "unknown key"),
+        (format!("{config}: webhook.path: "), "must start with `/`"),
+        (format!("{config}: webhook.maxBodyBytes: "), "invalid type"),
+        (
+            format!("{config}: webhook.auth.username: "),
+            "required when `type` is basic",
+        ),
+        (
+            format!("{config}: webhook.auth.passwordFile: "),
+            "required when `type` is basic",
+        ),
+        (
+            format!("{config}: jobDefaults.ttlSecondsAfterFinished: "),
+            "must not be negative",
+        ),
+        // YAML syntax: line and column.
+        (
+            "tests/fixtures/cli/broken/syntax.yaml: line 10 column 10: ".to_string(),
+            "invalid YAML",
+        ),
+    ];
+    for (prefix, reason) in &expected {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(prefix.as_str()) && l.contains(reason)),
+            "no line `{prefix}...{reason}...` in:\n{text}"
+        );
+    }
+    let problems = text.lines().filter(|l| l.starts_with("tests/")).count();
+    assert_eq!(
+        problems,
+        expected.len(),
+        "exactly the expected problems:\n{text}"
+    );
+    assert!(
+        text.trim_end()
+            .ends_with(&format!("{problems} problems in 3 files checked")),
+        "{text}"
+    );
+    // The ConfigMap in the middle is not an AlertReaction.
+    assert!(
+        stderr(&out)
+            .contains("doc 2 (not-a-reaction): kind ConfigMap, not an AlertReaction, skipped"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn validate_checks_reactions_against_the_configured_policy() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reaction = dir.path().join("host.yaml");
+    std::fs::write(
+        &reaction,
+        "apiVersion: karo.io/v1alpha1\nkind: AlertReaction\nmetadata: {name: host}\nspec:\n  alertName: X\n  volumes: [{name: logs, hostPath: {path: /var/log}}]\n  actions: [{name: a, image: busybox, volumeMounts: [{name: logs, mountPath: /logs}]}]\n",
+    )
+    .expect("writing reaction");
+    let path = reaction.to_str().expect("utf-8 path");
+    let out = karo(&["validate", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out)
+            .contains("doc 1 (host) spec.volumes[0].hostPath: hostPath volumes are not allowed"),
+        "{}",
+        stdout(&out)
+    );
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "policy:\n  allowHostPath: true\n").expect("writing config");
+    let out = karo(&[
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "validate",
+        path,
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+// ---------------------------------------------------------------------------
+// karo render and the daemon build the same Jobs
+
+/// What of a Job must be the same either way. The API server adds defaults to the
+/// pod spec and, from the Job's own name and UID, a selector and two template
+/// labels: those are left out.
+fn comparable(job: &Job) -> Value {
+    let mut v = serde_json::to_value(job).expect("Job as JSON");
+    let spec = &mut v["spec"];
+    if let Some(s) = spec.as_object_mut() {
+        s.remove("selector");
+    }
+    if let Some(labels) = spec
+        .pointer_mut("/template/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove("controller-uid");
+        labels.remove("job-name");
+    }
+    serde_json::json!({
+        "name": v["metadata"]["name"],
+        "namespace": v["metadata"]["namespace"],
+        "labels": v["metadata"]["labels"],
+        "annotations": v["metadata"]["annotations"],
+        "ownerReferences": v["metadata"]["ownerReferences"],
+        "spec": v["spec"],
+    })
+}
+
+#[tokio::test]
+async fn render_builds_the_jobs_the_daemon_creates() {
+    let cp = ControlPlane::shared();
+    cp.install_crd().await;
+    let ns = cp.namespace("render-vs-daemon").await;
+    let cases = [
+        (
+            "examples/disk-cleanup.yaml",
+            "disk-cleanup",
+            "examples/payloads/disk-cleanup.json",
+        ),
+        (
+            "examples/shell-diagnostics.yaml",
+            "host-diagnostics",
+            "examples/payloads/shell-diagnostics.json",
+        ),
+    ];
+    for (file, _, _) in &cases {
+        let yaml = std::fs::read_to_string(root().join(file)).expect("example");
+        apply_reaction(cp, &ns, &yaml).await;
+    }
+    let karo_daemon = start_karo(cp, &ns, "").await;
+    for (_, name, _) in &cases {
+        wait_ready_condition(cp, &ns, name, "True").await;
+    }
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jobs_api: Api<Job> = Api::namespaced(cp.client().await, &ns);
+    let mut total = 0;
+    for (_, name, payload) in &cases {
+        let body: Value =
+            serde_json::from_str(&std::fs::read_to_string(root().join(payload)).expect("payload"))
+                .expect("payload JSON");
+        let (code, summary) = post_json(&karo_daemon.webhook(), &body).await;
+        assert_eq!(code, 200, "{summary}");
+
+        // The reaction as the API server has it: its real UID and namespace.
+        let stored = reaction(cp, &ns, name).await;
+        let manifest = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&manifest, serde_yaml::to_string(&stored).expect("YAML"))
+            .expect("writing the reaction");
+        let config = karo_daemon.config.path().to_str().expect("utf-8 path");
+        let out = render(
+            &[manifest.to_str().expect("utf-8 path")],
+            payload,
+            &["--config", config],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let rendered: Vec<Job> = serde_yaml::Deserializer::from_str(&stdout(&out))
+            .map(|d| <Job as serde::Deserialize>::deserialize(d).expect("a Job"))
+            .collect();
+        assert!(!rendered.is_empty(), "{}", stderr(&out));
+        total += rendered.len();
+        for job in rendered {
+            let job_name = job.metadata.name.clone().expect("a name");
+            let created = jobs_api
+                .get(&job_name)
+                .await
+                .unwrap_or_else(|e| panic!("the daemon created no Job {job_name}: {e}"));
+            // Let the API server default the rendered Job the same way (dry run,
+            // under another name, since this one exists).
+            let mut candidate = job.clone();
+            candidate.metadata.name = None;
+            candidate.metadata.generate_name = Some("dry-run-".into());
+            let pp = PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            let mut defaulted = jobs_api
+                .create(&pp, &candidate)
+                .await
+                .unwrap_or_else(|e| panic!("dry run of the rendered {job_name}: {e}"));
+            defaulted.metadata.name = job.metadata.name.clone();
+            assert_eq!(
+                comparable(&defaulted),
+                comparable(&created),
+                "karo render and the daemon differ for {job_name}"
+            );
+        }
+    }
+    assert_eq!(jobs(cp, &ns).await.len(), total, "no other Job was created");
+}
+
+// ---------------------------------------------------------------------------
+// make demo
+
+#[test]
+fn demo_script_ends_with_the_job_and_its_command() {
+    let out = Command::new("bash")
+        .arg(root().join("tests/platform/demo.sh"))
+        .current_dir(root())
+        .env("KARO_BIN", env!("CARGO_BIN_EXE_karo"))
+        .output()
+        .expect("running tests/platform/demo.sh");
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "demo.sh failed:\n{text}\n{}",
+        stderr(&out)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let n = lines.len();
+    assert!(n >= 4, "{text}");
+    assert_eq!(
+        lines[n - 1],
+        "kubectl rollout restart deployment/checkout -n shop",
+        "{text}"
+    );
+    assert_eq!(lines[n - 2], "==> its rendered command", "{text}");
+    assert!(
+        lines[n - 3].starts_with("restart-deployment-restart-"),
+        "the Job is shown before its command:\n{text}"
+    );
+    assert!(lines[n - 4].starts_with("NAME "), "{text}");
+}
