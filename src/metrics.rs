@@ -196,10 +196,4 @@ pub const ERROR_KINDS: [&str; 8] = [
 ];
 
 /// Why a matched Job is not created.
-pub const SKIP_REASONS: [&str; 5] = [
-    "suspended",
-    "cooldown",
-    "concurrency",
-    "trigger_status",
-    "rate_limit",
-];
+pub const SKIP_REASONS: [&str; 4] = ["suspended", "cooldown", "concurrency", "rate_limit"];

@@ -83,7 +83,6 @@ pub async fn handle(ctx: &Arc<Context>, notification: Notification) -> Summary {
                 continue;
             }
             if !reaction.spec.trigger_on.contains(&alert.status) {
-                m.skipped("trigger_status");
                 continue;
             }
             summary.matched += 1;
@@ -224,6 +223,19 @@ async fn run_task(
     let source = &reaction.sources[task.source];
     let alert = &notification.alerts[task.alert];
     let m = &ctx.metrics;
+    // Suspended: nothing is rendered either, so a broken template stays quiet.
+    if reaction.spec.suspend {
+        return skip(
+            ctx,
+            events,
+            reaction,
+            &source.action_name,
+            alert,
+            &jobs::job_name(reaction, &source.action_name, alert),
+            "suspended",
+            "the reaction is suspended",
+        );
+    }
     let job = match jobs::build_job(&JobInput {
         reaction,
         source,
@@ -257,18 +269,6 @@ async fn run_task(
     };
     let name = job.metadata.name.clone().unwrap_or_default();
 
-    if reaction.spec.suspend {
-        return skip(
-            ctx,
-            events,
-            reaction,
-            &source.action_name,
-            alert,
-            &name,
-            "suspended",
-            "the reaction is suspended",
-        );
-    }
     if reaction.spec.dry_run || runtime.config.dry_run {
         m.jobs_dry_run.inc();
         let yaml = serde_yaml::to_string(&job).unwrap_or_default();
