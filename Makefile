@@ -24,7 +24,9 @@ bench:
 	@set -euo pipefail; \
 	eval "$$(bash tests/platform/setup.sh)"; \
 	$(CARGO) build --release --bin karo; \
-	$(CARGO) bench --bench karo_bench
+	mkdir -p target/karo-bench; \
+	cp target/release/karo target/karo-bench/karo; \
+	KARO_BENCH_BIN=$$PWD/target/karo-bench/karo $(CARGO) bench --bench karo_bench
 
 # Karo end to end on this machine: installs the platform, starts a local control
 # plane, Karo and Alertmanager, fires an alert and shows the Job Karo created.

@@ -474,28 +474,13 @@ async fn gate(
             "{LABEL_REACTION}={reaction_label},{LABEL_FINGERPRINT}={}",
             jobs::sanitize_label_value(&alert.fingerprint)
         );
-        let list = api.list(&ListParams::default().labels(&selector)).await?;
+        let Some(owned) = owned_jobs(api, reaction, &selector, name).await? else {
+            return Ok(Gate::Exists);
+        };
         let now = jiff::Timestamp::now();
         let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
-        let owned: Vec<&Job> = list
-            .items
-            .iter()
-            .filter(|j| owned_by(j, reaction))
-            .collect();
-        if owned
-            .iter()
-            .any(|j| j.metadata.name.as_deref() == Some(name))
-        {
-            return Ok(Gate::Exists);
-        }
-        for j in owned {
-            let same_occurrence = j
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_OCCURRENCE))
-                .is_some_and(|o| *o == occurrence);
-            if same_occurrence {
+        for j in &owned {
+            if same_occurrence(j, &occurrence) {
                 continue;
             }
             if let Some(t) = &j.metadata.creation_timestamp {
@@ -517,26 +502,11 @@ async fn gate(
             "{LABEL_REACTION}={reaction_label},{LABEL_ACTION}={}",
             jobs::sanitize_label_value(action)
         );
-        let list = api.list(&ListParams::default().labels(&selector)).await?;
-        let owned: Vec<&Job> = list
-            .items
-            .iter()
-            .filter(|j| owned_by(j, reaction))
-            .collect();
-        if owned
-            .iter()
-            .any(|j| j.metadata.name.as_deref() == Some(name))
-        {
+        let Some(owned) = owned_jobs(api, reaction, &selector, name).await? else {
             return Ok(Gate::Exists);
-        }
-        for j in owned {
-            let same_occurrence = j
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_OCCURRENCE))
-                .is_some_and(|o| *o == occurrence);
-            if !same_occurrence && is_active(j) {
+        };
+        for j in &owned {
+            if !same_occurrence(j, &occurrence) && is_active(j) {
                 return Ok(Gate::Skip(
                     "concurrency",
                     format!(
@@ -548,6 +518,37 @@ async fn gate(
         }
     }
     Ok(Gate::Proceed)
+}
+
+/// The reaction's Jobs that match `selector`, or `None` when the Job `name`
+/// itself is among them (a duplicate delivery).
+async fn owned_jobs(
+    api: &Api<Job>,
+    reaction: &CompiledReaction,
+    selector: &str,
+    name: &str,
+) -> Result<Option<Vec<Job>>, kube::Error> {
+    let list = api.list(&ListParams::default().labels(selector)).await?;
+    let owned: Vec<Job> = list
+        .items
+        .into_iter()
+        .filter(|j| owned_by(j, reaction))
+        .collect();
+    if owned
+        .iter()
+        .any(|j| j.metadata.name.as_deref() == Some(name))
+    {
+        return Ok(None);
+    }
+    Ok(Some(owned))
+}
+
+fn same_occurrence(job: &Job, occurrence: &str) -> bool {
+    job.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_OCCURRENCE))
+        .is_some_and(|o| o == occurrence)
 }
 
 fn owned_by(job: &Job, reaction: &CompiledReaction) -> bool {
