@@ -16,7 +16,7 @@ test:
 	eval "$$(bash tests/platform/setup.sh)"; \
 	$(CARGO) fmt --all -- --check; \
 	$(CARGO) clippy --all-targets --quiet -- -D warnings; \
-	$(CARGO) test --no-fail-fast
+	$(CARGO) test --no-fail-fast --lib --bins --tests
 
 # Throughput, latency, memory and reload figures against baselines measured in the
 # same run (BENCHMARKS.md); starts its own etcd and kube-apiserver.
@@ -25,7 +25,7 @@ bench:
 	eval "$$(bash tests/platform/setup.sh)"; \
 	$(CARGO) build --release --bin karo; \
 	mkdir -p target/karo-bench; \
-	cp target/release/karo target/karo-bench/karo; \
+	cp -f target/release/karo target/karo-bench/karo; \
 	KARO_BENCH_BIN=$$PWD/target/karo-bench/karo $(CARGO) bench --bench karo_bench
 
 # Karo end to end on this machine: installs the platform, starts a local control
