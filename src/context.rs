@@ -15,6 +15,7 @@ use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::reload::ConfigSource;
 use crate::render::Renderer;
+use crate::status::StatusWriter;
 
 /// A configuration in effect, with what is derived from it.
 pub struct Runtime {
@@ -33,6 +34,8 @@ pub struct Context {
     pub authenticator: Authenticator,
     /// The global Job creation budget (`limits.maxJobsPerMinute`).
     pub rate: RateLimiter,
+    /// AlertReaction counters waiting to be written.
+    pub status: StatusWriter,
     /// Where the configuration is reloaded from.
     pub config_source: ConfigSource,
     /// Reloads run one at a time.
@@ -62,6 +65,7 @@ impl Context {
             index: ReactionIndex::default(),
             authenticator: Authenticator::default(),
             rate: RateLimiter::default(),
+            status: StatusWriter::default(),
             config_source,
             reload_lock: tokio::sync::Mutex::new(()),
             synced: AtomicBool::new(false),

@@ -23,6 +23,7 @@ pub mod reactor;
 pub mod reload;
 pub mod render;
 pub mod run;
+pub mod status;
 pub mod telemetry;
 pub mod tls;
 pub mod webhook;

@@ -11,6 +11,9 @@
 
 use std::fmt;
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use regex::Regex;
 
 use crate::alert::Alert;
@@ -197,9 +200,35 @@ pub fn alert_name_matches(alert_name: &str, alert: &Alert) -> bool {
 /// group and escape the anchors (`a)|(b`), and so that errors quote the user's
 /// pattern rather than the wrapper. Rust's `\d`, `\w`, `\s` and `\b` are Unicode
 /// aware where Go's RE2 is ASCII only; alert labels are nearly always ASCII.
+///
+/// Compiled regexes are shared: thousands of reactions often use the same few
+/// patterns (`critical|page`), and a `Regex` clone shares its automaton.
 fn anchored_regex(value: &str) -> Result<Regex, String> {
+    static SHARED: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+    let shared = SHARED.get_or_init(Default::default);
+    if let Some(re) = lock(shared).get(value) {
+        return Ok(re.clone());
+    }
     Regex::new(value).map_err(|e| regex_error_message(&e))?;
-    Regex::new(&format!("^(?s:{value})$")).map_err(|e| regex_error_message(&e))
+    let re = Regex::new(&format!("^(?s:{value})$")).map_err(|e| regex_error_message(&e))?;
+    let mut cache = lock(shared);
+    // Bounded: patterns of deleted reactions are not tracked, so start over
+    // rather than grow without end.
+    if cache.len() >= SHARED_REGEX_LIMIT {
+        cache.clear();
+    }
+    cache.insert(value.to_string(), re.clone());
+    Ok(re)
+}
+
+/// Distinct patterns kept in the shared cache.
+const SHARED_REGEX_LIMIT: usize = 4096;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 /// The regex crate's syntax errors span several lines (pattern, caret, reason);

@@ -20,11 +20,12 @@ use tracing::{info, warn};
 
 use crate::alert::{Alert, Notification};
 use crate::context::{Context, Runtime};
-use crate::crd::{AlertReaction, ConcurrencyPolicy, JobReference};
+use crate::crd::{ConcurrencyPolicy, JobReference};
 use crate::jobs::{
     self, JobInput, LABEL_ACTION, LABEL_FINGERPRINT, LABEL_OCCURRENCE, LABEL_REACTION,
 };
 use crate::reaction::CompiledReaction;
+use crate::status::StatusDelta;
 
 /// The JSON summary of a notification, as the webhook answers it.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
@@ -192,24 +193,14 @@ pub async fn handle(ctx: &Arc<Context>, notification: Notification) -> Summary {
             delta.jobs.extend(created);
         }
     }
-    let updates = per_reaction.into_iter().filter_map(|(key, delta)| {
-        let reaction = reactions.get(&key)?.clone();
-        let ctx = ctx.clone();
-        Some(async move {
-            if let Err(e) = record_status(&ctx, &reaction, delta).await {
-                ctx.metrics.error("status_update");
-                warn!(reaction = %reaction.name, namespace = %reaction.namespace, error = %e, "cannot update AlertReaction status");
-            }
-        })
-    });
-    futures::future::join_all(updates).await;
+    // Recorded in the background, coalesced with other notifications' updates
+    // of the same reaction: the answer does not wait for it.
+    for (key, delta) in per_reaction {
+        if let Some(reaction) = reactions.get(&key) {
+            ctx.status.add(reaction.clone(), delta);
+        }
+    }
     summary
-}
-
-#[derive(Default)]
-struct StatusDelta {
-    triggers: i64,
-    jobs: Vec<JobReference>,
 }
 
 async fn run_task(
@@ -667,42 +658,4 @@ fn truncate(mut s: String, max: usize) -> String {
         s.truncate(cut);
     }
     s
-}
-
-/// Adds this notification's triggers and Jobs to the reaction's status, with
-/// optimistic concurrency: a conflicting writer (another alert, another replica)
-/// makes us read again and retry, so no increment is lost.
-async fn record_status(
-    ctx: &Context,
-    reaction: &CompiledReaction,
-    delta: StatusDelta,
-) -> Result<(), kube::Error> {
-    let api: Api<AlertReaction> = Api::namespaced(ctx.client.clone(), &reaction.namespace);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut current = api.get_status(&reaction.name).await?;
-        if current.metadata.uid.as_deref() != Some(reaction.uid.as_str()) {
-            return Ok(()); // deleted and recreated meanwhile
-        }
-        let status = current.status.get_or_insert_with(Default::default);
-        if delta.triggers > 0 {
-            status.trigger_count = Some(status.trigger_count.unwrap_or(0) + delta.triggers);
-            status.last_triggered = Some(Time(jiff::Timestamp::now()));
-        }
-        if !delta.jobs.is_empty() {
-            status.last_jobs_created = delta.jobs.clone();
-        }
-        match api
-            .replace_status(&reaction.name, &PostParams::default(), &current)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 20 => {
-                let backoff = std::time::Duration::from_millis(5 * attempt);
-                tokio::time::sleep(backoff).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }

@@ -80,6 +80,7 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
     };
     let mut https = https;
     let watch = tokio::spawn(controller::run(ctx.clone()));
+    tokio::spawn(crate::status::run(ctx.clone()));
     let mut serve = tokio::spawn(webhook::serve(ctx.clone(), listener, None, stop_rx));
     let https_done = async {
         match &mut https {
@@ -101,6 +102,8 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
     if let Some(handle) = https {
         let _ = handle.await;
     }
+    // Counters of the last requests, not yet written.
+    crate::status::flush(&ctx).await;
     info!("stopped");
     Ok(())
 }
