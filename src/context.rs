@@ -9,6 +9,7 @@ use kube::Client;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::events::EventQueue;
 use crate::index::ReactionIndex;
 use crate::jobs::Skeleton;
 use crate::limits::RateLimiter;
@@ -36,6 +37,8 @@ pub struct Context {
     pub rate: RateLimiter,
     /// AlertReaction counters waiting to be written.
     pub status: StatusWriter,
+    /// Events waiting to be published.
+    pub events: EventQueue,
     /// Where the configuration is reloaded from.
     pub config_source: ConfigSource,
     /// Reloads run one at a time.
@@ -66,6 +69,7 @@ impl Context {
             authenticator: Authenticator::default(),
             rate: RateLimiter::default(),
             status: StatusWriter::default(),
+            events: EventQueue::default(),
             config_source,
             reload_lock: tokio::sync::Mutex::new(()),
             synced: AtomicBool::new(false),

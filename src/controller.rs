@@ -258,8 +258,8 @@ fn spawn_write_ready(
                 action: "Validate".into(),
                 secondary: None,
             };
-            if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-                debug!(error = %e, "cannot publish Event");
+            if !ctx.events.publish(event, reference) {
+                ctx.metrics.error("event");
             }
         }
     });

@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod controller;
 pub mod crd;
+pub mod events;
 pub mod index;
 pub mod jobs;
 pub mod limits;

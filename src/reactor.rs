@@ -16,7 +16,7 @@ use kube::api::{ListParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::Api;
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::alert::{Alert, Notification};
 use crate::context::{Context, Runtime};
@@ -632,8 +632,6 @@ fn spawn_event(
     reason: &str,
     note: String,
 ) {
-    let ctx = ctx.clone();
-    let reference = reaction.object_ref();
     let event = Event {
         type_,
         reason: reason.to_string(),
@@ -641,12 +639,10 @@ fn spawn_event(
         action: reason.to_string(),
         secondary: None,
     };
-    tokio::spawn(async move {
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            ctx.metrics.error("event");
-            warn!(error = %e, "cannot publish Event");
-        }
-    });
+    if !ctx.events.publish(event, reaction.object_ref()) {
+        ctx.metrics.error("event");
+        debug!(reaction = %reaction.name, reason, "Event queue full; Event dropped");
+    }
 }
 
 fn truncate(mut s: String, max: usize) -> String {

@@ -81,6 +81,7 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
     let mut https = https;
     let watch = tokio::spawn(controller::run(ctx.clone()));
     tokio::spawn(crate::status::run(ctx.clone()));
+    tokio::spawn(crate::events::run(ctx.clone()));
     let mut serve = tokio::spawn(webhook::serve(ctx.clone(), listener, None, stop_rx));
     let https_done = async {
         match &mut https {
