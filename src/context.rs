@@ -4,7 +4,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 
 use crate::auth::Authenticator;
@@ -29,7 +28,8 @@ pub struct Context {
     pub client: Client,
     pub runtime: ArcSwap<Runtime>,
     pub metrics: Metrics,
-    pub recorder: Recorder,
+    /// `reportingInstance` of Karo's Events: the pod name.
+    pub instance: String,
     pub renderer: Renderer,
     pub index: ReactionIndex,
     pub authenticator: Authenticator,
@@ -53,14 +53,11 @@ impl Context {
         metrics: Metrics,
         config_source: ConfigSource,
     ) -> Arc<Self> {
-        let reporter = Reporter {
-            controller: "karo".into(),
-            instance: std::env::var("POD_NAME")
-                .ok()
-                .or_else(|| std::env::var("HOSTNAME").ok()),
-        };
+        let instance = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "karo".into());
         Arc::new(Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            instance,
             client,
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
