@@ -482,7 +482,7 @@ pub async fn run(report: &mut Report) -> Result<()> {
 
     let config = config_yaml("/webhook", &b.karo_namespaces);
     let cm = ConfigMapDir::new(&[("config.yaml", &config)])?;
-    let karo = b.start_karo(&cm.config()).await?;
+    let mut karo = b.start_karo(&cm.config()).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (idle, idle_rss) = memory(karo.pid())?;
     report.note(format!(
@@ -491,13 +491,29 @@ pub async fn run(report: &mut Report) -> Result<()> {
         stats::mib(idle_rss)
     ));
 
+    // A Karo whose background work (Events) still loads the API server after
+    // SETTLE_MAX would disturb the next baseline: it is replaced by a fresh one
+    // (same config), which drops that backlog.
+    let mut during = 0;
+    let mut restarts = 0;
     for (i, n) in E2E_SIZES.into_iter().enumerate() {
         let ns = b.karo_namespaces[i].clone();
-        b.alert_to_job(&karo, n, &ns, report).await?;
+        let settled = b.alert_to_job(&karo, n, &ns, report).await?;
+        during = during.max(memory(karo.pid())?.0);
+        if !settled {
+            restarts += 1;
+            karo = b
+                .restart_karo(karo, &cm, &format!("karo-e2e-{restarts}"), report)
+                .await?;
+        }
     }
-    let (during, _) = memory(karo.pid())?;
     let ns = b.karo_namespaces[E2E_SIZES.len()].clone();
-    b.storm(&karo, &ns, report).await?;
+    if !b.storm(&karo, &ns, report).await? {
+        restarts += 1;
+        karo = b
+            .restart_karo(karo, &cm, &format!("karo-e2e-{restarts}"), report)
+            .await?;
+    }
     b.reload(&karo, &cm, report).await?;
     karo.stop("karo-e2e");
 
@@ -520,7 +536,7 @@ pub async fn run(report: &mut Report) -> Result<()> {
         stats::yes_no(loaded < 100 * 1024),
     );
     report.row(
-        "4 peak RSS during (2) and before".into(),
+        "4 peak RSS during (2) and before (max over its Karo processes)".into(),
         stats::mib(during),
         format!("idle: {}", stats::mib(idle)),
         stats::ratio(during as f64 / idle as f64),
@@ -535,6 +551,27 @@ pub async fn run(report: &mut Report) -> Result<()> {
 }
 
 impl Bench {
+    /// Stops `karo` (keeping its log as `<name>.log`), waits for the API server to
+    /// settle, and starts a new Karo with the same config, its reactions loaded.
+    async fn restart_karo(
+        &self,
+        karo: Karo,
+        cm: &ConfigMapDir,
+        name: &str,
+        report: &mut Report,
+    ) -> Result<Karo> {
+        karo.stop(name);
+        let quiet = self.settle().await;
+        report.note(format!(
+            "Karo was still loading the API server {} after its last answer: replaced by a fresh process (log {name}.log); the API server was quiet {} after the old one stopped",
+            stats::dur(SETTLE_MAX),
+            settled(quiet)
+        ));
+        let karo = self.start_karo(&cm.config()).await?;
+        self.wait_loaded(&karo, self.loaded).await?;
+        Ok(karo)
+    }
+
     /// `karo run --config <file>`, ready (its cache synced).
     async fn start_karo(&self, config: &Path) -> Result<Karo> {
         Karo::start(self.cp.kubeconfig(), config, &self.http).await
@@ -648,7 +685,7 @@ impl Bench {
         n: usize,
         karo_ns: &str,
         report: &mut Report,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let alert = format!("E2E{n}");
         // Karo creates the Jobs of one notification `maxConcurrentCreates` at a time,
         // and IN_FLIGHT notifications are handled at once: the direct client gets
@@ -768,11 +805,11 @@ impl Bench {
         report.note(format!(
             "(2) {n}/notification, while the direct client worked: {direct_cost}"
         ));
-        Ok(())
+        Ok(tail.is_some())
     }
 
     /// (3): the same notification 1000 times; exactly one Job.
-    async fn storm(&mut self, karo: &Karo, karo_ns: &str, report: &mut Report) -> Result<()> {
+    async fn storm(&mut self, karo: &Karo, karo_ns: &str, report: &mut Report) -> Result<bool> {
         let alert = "Storm";
         let body = serde_json::to_vec(&pure::notification_json(vec![pure::alert_json(
             424_242, alert, "ops",
@@ -880,7 +917,7 @@ impl Bench {
             settled(tail)
         ));
         report.note(format!("(3) while the direct client worked: {direct_cost}"));
-        Ok(())
+        Ok(tail.is_some())
     }
 
     /// (5): `..data` swap to the new config in effect, observed from outside: the

@@ -123,12 +123,30 @@ fn machine() -> String {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
     format!(
-        "Karo benchmarks, {}: {cpus} CPUs ({model}), {:.1} GiB RAM, load average at the start {}; karo binary {}",
+        "Karo benchmarks, {}, source {}: {cpus} CPUs ({model}), {:.1} GiB RAM, load average at the start {}; karo binary {}",
         jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
+        source_version(),
         mem_kib as f64 / 1024.0 / 1024.0,
         loadavg(),
         cluster::karo_bin().display(),
     )
+}
+
+/// `git describe --always --dirty` of the tree the benchmark was built from.
+fn source_version() -> String {
+    std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "describe",
+            "--always",
+            "--dirty",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn loadavg() -> String {
