@@ -221,14 +221,7 @@ fn spawn_write_ready(
 ) {
     let ctx = ctx.clone();
     let writers = writers.clone();
-    let reference = k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some("karo.io/v1alpha1".into()),
-        kind: Some("AlertReaction".into()),
-        name: Some(name.clone()),
-        namespace: Some(namespace.clone()),
-        uid,
-        ..Default::default()
-    };
+    let reference = reaction::object_ref(&namespace, &name, uid);
     tokio::spawn(async move {
         let Ok(_permit) = writers.acquire().await else {
             return;

@@ -1,8 +1,6 @@
 //! From a compiled reaction, one of its Job sources and an alert to the Job that
 //! Karo creates. Pure: no API client.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -478,11 +476,6 @@ fn sanitize_labels(labels: &mut Map<String, Value>) {
             }
         }
     }
-}
-
-/// A Job's labels as a map, for selectors.
-pub fn labels_of(job: &Job) -> BTreeMap<String, String> {
-    job.metadata.labels.clone().unwrap_or_default()
 }
 
 #[cfg(test)]

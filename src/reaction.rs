@@ -375,14 +375,19 @@ impl CompiledReaction {
 
     /// The reference Events are attached to.
     pub fn object_ref(&self) -> ObjectReference {
-        ObjectReference {
-            api_version: Some("karo.io/v1alpha1".into()),
-            kind: Some("AlertReaction".into()),
-            name: Some(self.name.clone()),
-            namespace: Some(self.namespace.clone()),
-            uid: Some(self.uid.clone()),
-            ..Default::default()
-        }
+        object_ref(&self.namespace, &self.name, Some(self.uid.clone()))
+    }
+}
+
+/// A reference to an AlertReaction, for Events.
+pub fn object_ref(namespace: &str, name: &str, uid: Option<String>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("karo.io/v1alpha1".into()),
+        kind: Some("AlertReaction".into()),
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
+        uid,
+        ..Default::default()
     }
 }
 
