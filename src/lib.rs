@@ -1,30 +1,21 @@
 //! Karo, the Kubernetes Alert Reaction Operator: Alertmanager webhook
 //! notifications in, Kubernetes Jobs out.
 //!
-//! The pure core (`alert`, `matching`, `render`, `reaction`, `jobs`) needs no
-//! cluster; `controller`, `reactor` and `webhook` talk to the API server and
-//! to Alertmanager.
+//! The folders are the pipeline, and data flows one way through them:
+//!
+//! - `model`: what Karo reads (the AlertReaction CRD, the notification, the
+//!   configuration);
+//! - `core`: what Karo decides, pure (compile, match, render, plan);
+//! - `daemon`: executing plans against the API server and recording outcomes;
+//! - `http`: the edge that feeds notifications to the daemon;
+//! - `operator`: `karo run`, wiring the daemon and the edge;
+//! - `cli`: the command line and the offline commands (`render`, `validate`).
+//!
+//! ARCHITECTURE.md has the picture.
 
-pub mod alert;
-pub mod auth;
 pub mod cli;
-pub mod config;
-pub mod context;
-pub mod controller;
-pub mod crd;
-pub mod events;
-pub mod index;
-pub mod jobs;
-pub mod limits;
-pub mod matching;
-pub mod metrics;
-pub mod offline;
-pub mod reaction;
-pub mod reactor;
-pub mod reload;
-pub mod render;
-pub mod run;
-pub mod status;
-pub mod telemetry;
-pub mod tls;
-pub mod webhook;
+pub mod core;
+pub mod daemon;
+pub mod http;
+pub mod model;
+pub mod operator;

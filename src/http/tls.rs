@@ -21,30 +21,65 @@ fn stamp(path: &Path) -> Option<Stamp> {
     Some((m.modified().ok(), m.len(), m.ino()))
 }
 
+/// Why the certificate or key cannot be served; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read certificate {}: {message}", .path.display())]
+    ReadCertificate { path: PathBuf, message: String },
+    #[error("no certificate in {}", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("cannot read private key {}: {message}", .path.display())]
+    ReadKey { path: PathBuf, message: String },
+    #[error("unusable private key {}: {source}", .path.display())]
+    UnusableKey {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("{} does not belong to {}: {source}", .key.display(), .cert.display())]
+    Mismatch {
+        key: PathBuf,
+        cert: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("cannot configure TLS: {0}")]
+    Config(#[from] rustls::Error),
+}
+
 /// Loads a certificate chain and its private key from PEM files.
-pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let read_cert = |e: rustls::pki_types::pem::Error| TlsError::ReadCertificate {
+        path: cert.to_path_buf(),
+        message: e.to_string(),
+    };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?
+        .map_err(read_cert)?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot parse certificate {}: {e}", cert.display()))?;
+        .map_err(read_cert)?;
     if chain.is_empty() {
-        return Err(format!("no certificate in {}", cert.display()));
+        return Err(TlsError::NoCertificate(cert.to_path_buf()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::ReadKey {
+        path: key.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let provider = rustls::crypto::ring::default_provider();
     let signing = provider
         .key_provider
         .load_private_key(key_der)
-        .map_err(|e| format!("unusable private key {}: {e}", key.display()))?;
+        .map_err(|source| TlsError::UnusableKey {
+            path: key.to_path_buf(),
+            source,
+        })?;
     let certified = CertifiedKey::new(chain, signing);
-    certified.keys_match().map_err(|e| {
-        format!(
-            "{} does not belong to {}: {e}",
-            key.display(),
-            cert.display()
-        )
-    })?;
+    certified
+        .keys_match()
+        .map_err(|source| TlsError::Mismatch {
+            key: key.to_path_buf(),
+            cert: cert.to_path_buf(),
+            source,
+        })?;
     Ok(Arc::new(certified))
 }
 
@@ -57,7 +92,7 @@ pub struct FileCertResolver {
 }
 
 impl FileCertResolver {
-    pub fn new(cert: &Path, key: &Path) -> Result<Self, String> {
+    pub fn new(cert: &Path, key: &Path) -> Result<Self, TlsError> {
         let loaded = load(cert, key)?;
         Ok(FileCertResolver {
             cert: cert.to_path_buf(),
@@ -96,12 +131,11 @@ impl ResolvesServerCert for FileCertResolver {
 }
 
 /// The server configuration of the HTTPS listener.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let resolver = FileCertResolver::new(cert, key)?;
     let mut config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::crd::AlertStatus;
+use crate::model::crd::AlertStatus;
 
 /// One webhook notification: a group of alerts that Alertmanager sent together.
 #[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]

@@ -5,13 +5,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::ResourceExt;
 use serde_json::Value;
 
-use crate::config::Policy;
-use crate::crd::{Action, AlertReaction, AlertReactionSpec, JOB_TEMPLATE_ACTION};
-use crate::matching::MatcherSet;
-use crate::render::{Renderer, TemplateTree};
+use crate::core::matching::MatcherSet;
+use crate::core::render::{Renderer, TemplateTree};
+use crate::model::config::Policy;
+use crate::model::crd::{Action, AlertReaction, AlertReactionSpec, JOB_TEMPLATE_ACTION};
+use crate::model::error::FieldError;
 
 /// A reaction that passed validation, ready to be evaluated against alerts.
 #[derive(Debug)]
@@ -44,20 +44,53 @@ pub enum SourceKind {
     JobTemplate,
 }
 
-/// Why a reaction is not Ready: a condition reason and a message naming the field.
+/// The `Ready` condition's reason for a reaction that does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidReason {
+    InvalidSpec,
+    InvalidMatcher,
+    InvalidTemplate,
+    PolicyViolation,
+}
+
+impl InvalidReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidReason::InvalidSpec => "InvalidSpec",
+            InvalidReason::InvalidMatcher => "InvalidMatcher",
+            InvalidReason::InvalidTemplate => "InvalidTemplate",
+            InvalidReason::PolicyViolation => "PolicyViolation",
+        }
+    }
+}
+
+/// Why a reaction is not Ready: a condition reason and the field that is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}: {message}")]
+#[error("{}: {field}", .reason.as_str())]
 pub struct Invalid {
-    pub reason: &'static str,
-    pub message: String,
+    pub reason: InvalidReason,
+    pub field: FieldError,
 }
 
 impl Invalid {
-    fn spec(message: impl Into<String>) -> Self {
+    pub fn new(reason: InvalidReason, path: impl Into<String>, why: impl Into<String>) -> Self {
         Invalid {
-            reason: "InvalidSpec",
-            message: message.into(),
+            reason,
+            field: FieldError::new(path, why),
         }
+    }
+
+    fn spec(path: impl Into<String>, why: impl Into<String>) -> Self {
+        Self::new(InvalidReason::InvalidSpec, path, why)
+    }
+
+    fn policy(path: impl Into<String>, why: impl Into<String>) -> Self {
+        Self::new(InvalidReason::PolicyViolation, path, why)
+    }
+
+    /// The `Ready` condition's message: the field and what is wrong with it.
+    pub fn message(&self) -> String {
+        self.field.to_string()
     }
 }
 
@@ -112,40 +145,25 @@ pub fn compile(
     policy: &Policy,
 ) -> Result<CompiledReaction, Invalid> {
     let spec = &ar.spec;
-    if spec.alert_name.is_empty() {
-        return Err(Invalid::spec("spec.alertName: must not be empty"));
-    }
-    if spec.actions.is_empty() && spec.job_template.is_none() {
-        return Err(Invalid::spec(
-            "spec: needs `actions` or `jobTemplate` (neither is set)",
-        ));
-    }
-    let matchers = MatcherSet::compile(&spec.matchers).map_err(|e| Invalid {
-        reason: "InvalidMatcher",
-        message: e.to_string(),
+    check_alert_name(&spec.alert_name)?;
+    check_has_sources(!spec.actions.is_empty(), spec.job_template.is_some())?;
+    let matchers = MatcherSet::compile(&spec.matchers).map_err(|e| {
+        Invalid::new(
+            InvalidReason::InvalidMatcher,
+            format!("spec.matchers[{}].{}", e.index, e.field),
+            e.message,
+        )
     })?;
-    let cooldown = match &spec.cooldown {
-        Some(c) => Some(parse_duration(c).ok_or_else(|| {
-            Invalid::spec(format!(
-                "spec.cooldown: {c:?} is not a duration such as 30s, 10m or 1h"
-            ))
-        })?),
-        None => None,
-    };
+    let cooldown = spec.cooldown.as_deref().map(check_cooldown).transpose()?;
     validate_volumes(spec, policy)?;
 
     let mut sources = Vec::new();
-    let mut seen = BTreeSet::new();
+    let mut names = BTreeSet::new();
     for (i, action) in spec.actions.iter().enumerate() {
         validate_action(spec, i, action, policy)?;
-        if !seen.insert(action.name.as_str()) {
-            return Err(Invalid::spec(format!(
-                "spec.actions[{i}].name: {:?} is used by another action",
-                action.name
-            )));
-        }
+        check_action_name(i, &action.name, &mut names, spec.job_template.is_some())?;
         let tree_value = serde_json::to_value(action)
-            .map_err(|e| Invalid::spec(format!("spec.actions[{i}]: {e}")))?;
+            .map_err(|e| Invalid::spec(format!("spec.actions[{i}]"), e.to_string()))?;
         let tree = compile_tree(&tree_value, &format!("spec.actions[{i}]"), renderer)?;
         sources.push(JobSource {
             action_name: action.name.clone(),
@@ -154,14 +172,9 @@ pub fn compile(
         });
     }
     if let Some(jt) = &spec.job_template {
-        if seen.contains(JOB_TEMPLATE_ACTION) {
-            return Err(Invalid::spec(format!(
-                "spec.actions: the action name {JOB_TEMPLATE_ACTION:?} is reserved for the jobTemplate Job"
-            )));
-        }
         validate_job_template(&jt.spec, policy)?;
         let tree_value = serde_json::to_value(jt)
-            .map_err(|e| Invalid::spec(format!("spec.jobTemplate: {e}")))?;
+            .map_err(|e| Invalid::spec("spec.jobTemplate", e.to_string()))?;
         let tree = compile_tree(&tree_value, "spec.jobTemplate", renderer)?;
         sources.push(JobSource {
             action_name: JOB_TEMPLATE_ACTION.to_string(),
@@ -171,9 +184,9 @@ pub fn compile(
     }
 
     Ok(CompiledReaction {
-        name: ar.name_any(),
-        namespace: ar.namespace().unwrap_or_default(),
-        uid: ar.uid().unwrap_or_default(),
+        name: ar.metadata.name.clone().unwrap_or_default(),
+        namespace: ar.metadata.namespace.clone().unwrap_or_default(),
+        uid: ar.metadata.uid.clone().unwrap_or_default(),
         generation: ar.metadata.generation.unwrap_or_default(),
         spec: spec.clone(),
         matchers,
@@ -182,10 +195,62 @@ pub fn compile(
     })
 }
 
+/// `spec.alertName` must name an alert.
+pub fn check_alert_name(alert_name: &str) -> Result<(), Invalid> {
+    if alert_name.is_empty() {
+        return Err(Invalid::spec("spec.alertName", "must not be empty"));
+    }
+    Ok(())
+}
+
+/// A reaction needs `actions` or a `jobTemplate`.
+pub fn check_has_sources(has_actions: bool, has_job_template: bool) -> Result<(), Invalid> {
+    if !has_actions && !has_job_template {
+        return Err(Invalid::spec(
+            "spec",
+            "needs `actions` or `jobTemplate` (neither is set)",
+        ));
+    }
+    Ok(())
+}
+
+/// `spec.cooldown` as a duration.
+pub fn check_cooldown(cooldown: &str) -> Result<Duration, Invalid> {
+    parse_duration(cooldown).ok_or_else(|| {
+        Invalid::spec(
+            "spec.cooldown",
+            format!("{cooldown:?} is not a duration such as 30s, 10m or 1h"),
+        )
+    })
+}
+
+/// Action names are unique and `job` is kept for the `jobTemplate`'s Job;
+/// `names` collects the names seen so far.
+pub fn check_action_name(
+    i: usize,
+    name: &str,
+    names: &mut BTreeSet<String>,
+    has_job_template: bool,
+) -> Result<(), Invalid> {
+    if !name.is_empty() && !names.insert(name.to_string()) {
+        return Err(Invalid::spec(
+            format!("spec.actions[{i}].name"),
+            format!("{name:?} is used by another action"),
+        ));
+    }
+    if has_job_template && name == JOB_TEMPLATE_ACTION {
+        return Err(Invalid::spec(
+            format!("spec.actions[{i}].name"),
+            format!("the action name {JOB_TEMPLATE_ACTION:?} is reserved for the jobTemplate Job"),
+        ));
+    }
+    Ok(())
+}
+
 fn compile_tree(value: &Value, field: &str, renderer: &Renderer) -> Result<TemplateTree, Invalid> {
-    let invalid = |e: crate::render::RenderError| Invalid {
-        reason: "InvalidTemplate",
-        message: e.to_string(),
+    let invalid = |e: crate::core::render::RenderError| Invalid {
+        reason: InvalidReason::InvalidTemplate,
+        field: e.field_error(),
     };
     let tree = TemplateTree::compile(value, field).map_err(invalid)?;
     tree.validate(renderer).map_err(invalid)?;
@@ -196,15 +261,16 @@ pub fn validate_volumes(spec: &AlertReactionSpec, policy: &Policy) -> Result<(),
     let mut names = BTreeSet::new();
     for (i, v) in spec.volumes.iter().enumerate() {
         if v.name.is_empty() {
-            return Err(Invalid::spec(format!(
-                "spec.volumes[{i}].name: must not be empty"
-            )));
+            return Err(Invalid::spec(
+                format!("spec.volumes[{i}].name"),
+                "must not be empty",
+            ));
         }
         if !names.insert(v.name.as_str()) {
-            return Err(Invalid::spec(format!(
-                "spec.volumes[{i}].name: {:?} is defined twice",
-                v.name
-            )));
+            return Err(Invalid::spec(
+                format!("spec.volumes[{i}].name"),
+                format!("{:?} is defined twice", v.name),
+            ));
         }
         let sources = [
             v.config_map.is_some(),
@@ -217,17 +283,13 @@ pub fn validate_volumes(spec: &AlertReactionSpec, policy: &Policy) -> Result<(),
         .filter(|s| **s)
         .count();
         if sources != 1 {
-            return Err(Invalid::spec(format!(
-                "spec.volumes[{i}]: exactly one of configMap, secret, emptyDir, persistentVolumeClaim, hostPath must be set ({sources} are)"
-            )));
+            return Err(Invalid::spec(format!("spec.volumes[{i}]"), format!("exactly one of configMap, secret, emptyDir, persistentVolumeClaim, hostPath must be set ({sources} are)")));
         }
         if v.host_path.is_some() && !policy.allow_host_path {
-            return Err(Invalid {
-                reason: "PolicyViolation",
-                message: format!(
-                    "spec.volumes[{i}].hostPath: hostPath volumes are not allowed (policy.allowHostPath is false)"
-                ),
-            });
+            return Err(Invalid::policy(
+                format!("spec.volumes[{i}].hostPath"),
+                "hostPath volumes are not allowed (policy.allowHostPath is false)",
+            ));
         }
     }
     Ok(())
@@ -240,22 +302,25 @@ pub fn validate_action(
     policy: &Policy,
 ) -> Result<(), Invalid> {
     if action.name.is_empty() {
-        return Err(Invalid::spec(format!(
-            "spec.actions[{i}].name: must not be empty"
-        )));
+        return Err(Invalid::spec(
+            format!("spec.actions[{i}].name"),
+            "must not be empty",
+        ));
     }
     if action.image.is_empty() {
-        return Err(Invalid::spec(format!(
-            "spec.actions[{i}].image: must not be empty"
-        )));
+        return Err(Invalid::spec(
+            format!("spec.actions[{i}].image"),
+            "must not be empty",
+        ));
     }
     for (j, env) in action.env.iter().enumerate() {
         let field = format!("spec.actions[{i}].env[{j}]");
         match (&env.value, &env.value_from) {
             (Some(_), Some(_)) => {
-                return Err(Invalid::spec(format!(
-                    "{field}: `value` and `valueFrom` are exclusive"
-                )))
+                return Err(Invalid::spec(
+                    field,
+                    "`value` and `valueFrom` are exclusive",
+                ))
             }
             (_, Some(from)) => {
                 let n = [
@@ -267,16 +332,11 @@ pub fn validate_action(
                 .filter(|s| **s)
                 .count();
                 if n != 1 {
-                    return Err(Invalid::spec(format!(
-                        "{field}.valueFrom: exactly one of alertRef, configMapKeyRef, secretKeyRef must be set ({n} are)"
-                    )));
+                    return Err(Invalid::spec(format!("{field}.valueFrom"), format!("exactly one of alertRef, configMapKeyRef, secretKeyRef must be set ({n} are)")));
                 }
                 if let Some(r) = &from.alert_ref {
                     if !valid_alert_field(&r.field_path) {
-                        return Err(Invalid::spec(format!(
-                            "{field}.valueFrom.alertRef.fieldPath: {:?} is not an alert field (labels.<name>, annotations.<name>, status, startsAt, endsAt, fingerprint, generatorURL or .)",
-                            r.field_path
-                        )));
+                        return Err(Invalid::spec(format!("{field}.valueFrom.alertRef.fieldPath"), format!("{:?} is not an alert field (labels.<name>, annotations.<name>, status, startsAt, endsAt, fingerprint, generatorURL or .)", r.field_path)));
                     }
                 }
             }
@@ -285,10 +345,10 @@ pub fn validate_action(
     }
     for (j, m) in action.volume_mounts.iter().enumerate() {
         if !spec.volumes.iter().any(|v| v.name == m.name) {
-            return Err(Invalid::spec(format!(
-                "spec.actions[{i}].volumeMounts[{j}].name: no volume {:?} in spec.volumes",
-                m.name
-            )));
+            return Err(Invalid::spec(
+                format!("spec.actions[{i}].volumeMounts[{j}].name"),
+                format!("no volume {:?} in spec.volumes", m.name),
+            ));
         }
     }
     if let Some(sa) = &action.service_account {
@@ -301,12 +361,10 @@ fn check_service_account(policy: &Policy, sa: &str, field: &str) -> Result<(), I
     if !policy.allowed_service_accounts.is_empty()
         && !policy.allowed_service_accounts.iter().any(|a| a == sa)
     {
-        return Err(Invalid {
-            reason: "PolicyViolation",
-            message: format!(
-                "{field}: service account {sa:?} is not in policy.allowedServiceAccounts"
-            ),
-        });
+        return Err(Invalid::policy(
+            field,
+            format!("service account {sa:?} is not in policy.allowedServiceAccounts"),
+        ));
     }
     Ok(())
 }
@@ -318,9 +376,12 @@ pub fn validate_job_template(spec: &Value, policy: &Policy) -> Result<(), Invali
         .and_then(Value::as_array);
     match containers {
         Some(c) if !c.is_empty() => {}
-        _ => return Err(Invalid::spec(
-            "spec.jobTemplate.spec.template.spec.containers: at least one container is required",
-        )),
+        _ => {
+            return Err(Invalid::spec(
+                "spec.jobTemplate.spec.template.spec.containers",
+                "at least one container is required",
+            ))
+        }
     }
     let Some(pod) = pod else { return Ok(()) };
     for key in ["serviceAccountName", "serviceAccount"] {
@@ -335,12 +396,10 @@ pub fn validate_job_template(spec: &Value, policy: &Policy) -> Result<(), Invali
     if let Some(vols) = pod.get("volumes").and_then(Value::as_array) {
         for (i, v) in vols.iter().enumerate() {
             if v.get("hostPath").is_some() && !policy.allow_host_path {
-                return Err(Invalid {
-                    reason: "PolicyViolation",
-                    message: format!(
-                        "spec.jobTemplate.spec.template.spec.volumes[{i}].hostPath: hostPath volumes are not allowed (policy.allowHostPath is false)"
-                    ),
-                });
+                return Err(Invalid::policy(
+                    format!("spec.jobTemplate.spec.template.spec.volumes[{i}].hostPath"),
+                    "hostPath volumes are not allowed (policy.allowHostPath is false)",
+                ));
             }
         }
     }
@@ -349,12 +408,7 @@ pub fn validate_job_template(spec: &Value, policy: &Policy) -> Result<(), Invali
             if let Some(cs) = pod.get(kind).and_then(Value::as_array) {
                 for (i, c) in cs.iter().enumerate() {
                     if c.pointer("/securityContext/privileged") == Some(&Value::Bool(true)) {
-                        return Err(Invalid {
-                            reason: "PolicyViolation",
-                            message: format!(
-                                "spec.jobTemplate.spec.template.spec.{kind}[{i}].securityContext.privileged: privileged containers are not allowed (policy.allowPrivileged is false)"
-                            ),
-                        });
+                        return Err(Invalid::policy(format!("spec.jobTemplate.spec.template.spec.{kind}[{i}].securityContext.privileged"), "privileged containers are not allowed (policy.allowPrivileged is false)"));
                     }
                 }
             }

@@ -1,13 +1,20 @@
 //! The command line: `karo run` (the default), `karo crd`, `karo render`,
-//! `karo validate`, `karo version`.
+//! `karo validate`, `karo version`. Everything but `run` works offline, on
+//! files, with the pure core; `run` is the operator (`crate::operator`), which
+//! the binary starts.
+
+pub mod config_check;
+pub mod inputs;
+pub mod render;
+pub mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{HttpOverride, Overrides};
-use crate::offline;
+use crate::core::render::Renderer;
+use crate::model::config::{self, HttpOverride, Overrides, Policy};
 
 /// Kubernetes Alert Reaction Operator: turns Prometheus alerts into Kubernetes Jobs.
 #[derive(Parser, Debug)]
@@ -122,7 +129,7 @@ pub enum OutputFormat {
 }
 
 impl RunArgs {
-    fn overrides(&self) -> Overrides {
+    pub fn overrides(&self) -> Overrides {
         Overrides {
             log_level: self.log_level.clone(),
             dry_run: self.dry_run.then_some(true),
@@ -131,10 +138,10 @@ impl RunArgs {
     }
 }
 
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Crd) => match crate::crd::crd_yaml() {
+/// Runs an offline command (every command but `run`).
+pub fn offline(command: Command, global: &RunArgs) -> ExitCode {
+    match command {
+        Command::Crd => match crate::model::crd::crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
@@ -144,36 +151,21 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::Version) => {
+        Command::Version => {
             println!("karo {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Some(Command::Run(args)) => run(args),
-        Some(Command::Render(args)) => render(&args, &cli.run),
-        Some(Command::Validate(args)) => validate(&args, &cli.run),
-        None => run(cli.run),
-    }
-}
-
-fn run(args: RunArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(crate::run::run(args.config.clone(), args.overrides())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
+        Command::Render(args) => render(&args, global),
+        Command::Validate(args) => validate(&args, global),
+        Command::Run(_) => {
+            eprintln!("error: `karo run` is not an offline command");
             ExitCode::FAILURE
         }
     }
 }
 
 fn render(args: &RenderArgs, global: &RunArgs) -> ExitCode {
-    let request = offline::RenderRequest {
+    let request = render::RenderRequest {
         files: args.files.clone(),
         alerts: args.alerts.clone(),
         config: global.config.clone(),
@@ -181,11 +173,11 @@ fn render(args: &RenderArgs, global: &RunArgs) -> ExitCode {
         namespace: args.namespace.clone(),
         received_at: args.received_at.unwrap_or_else(jiff::Timestamp::now),
     };
-    let rendered = offline::render(&request);
+    let rendered = render::render(&request);
     for line in &rendered.log {
         eprintln!("{line}");
     }
-    match offline::format_jobs(&rendered.jobs, args.output == OutputFormat::Json) {
+    match render::format_jobs(&rendered.jobs, args.output == OutputFormat::Json) {
         Ok(text) => print!("{text}"),
         Err(e) => {
             eprintln!("error: cannot serialise the Jobs: {e}");
@@ -200,18 +192,18 @@ fn render(args: &RenderArgs, global: &RunArgs) -> ExitCode {
 }
 
 fn validate(args: &ValidateArgs, global: &RunArgs) -> ExitCode {
-    let renderer = crate::render::Renderer::new();
+    let renderer = Renderer::new();
     let mut problems = Vec::new();
-    let policy = match crate::config::load(global.config.as_deref(), &global.overrides()) {
+    let policy = match config::load(global.config.as_deref(), &global.overrides()) {
         Ok(c) => c.policy,
         Err(e) => {
             problems.push(format!(
                 "error: the configuration to check reactions against: {e}"
             ));
-            crate::config::Policy::default()
+            Policy::default()
         }
     };
-    let result = offline::validate(&args.paths, &renderer, &policy);
+    let result = validate::validate(&args.paths, &renderer, &policy);
     for note in &result.notes {
         eprintln!("note: {note}");
     }

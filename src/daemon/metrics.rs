@@ -148,14 +148,14 @@ impl Metrics {
         for status in ["firing", "resolved"] {
             m.alerts_received.with_label_values(&[status]);
         }
-        for reason in SKIP_REASONS {
-            m.jobs_skipped.with_label_values(&[reason]);
+        for reason in SkipReason::ALL {
+            m.jobs_skipped.with_label_values(&[reason.label()]);
         }
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
         }
-        for kind in ERROR_KINDS {
-            m.errors.with_label_values(&[kind]);
+        for kind in ErrorKind::ALL {
+            m.errors.with_label_values(&[kind.label()]);
         }
         for reason in ["missing", "malformed", "wrong", "unavailable"] {
             m.auth_failures.with_label_values(&[reason]);
@@ -173,27 +173,86 @@ impl Metrics {
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
 
-    /// Counts an error; `kind` is one of `ERROR_KINDS`.
-    pub fn error(&self, kind: &str) {
-        self.errors.with_label_values(&[kind]).inc();
+    /// Counts an error of one kind.
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors.with_label_values(&[kind.label()]).inc();
     }
 
-    pub fn skipped(&self, reason: &str) {
-        self.jobs_skipped.with_label_values(&[reason]).inc();
+    pub fn skipped(&self, reason: SkipReason) {
+        self.jobs_skipped.with_label_values(&[reason.label()]).inc();
     }
 }
 
-/// The `kind` label values of `errors_total`.
-pub const ERROR_KINDS: [&str; 8] = [
-    "api",
-    "job_rejected",
-    "render",
-    "status_update",
-    "event",
-    "watch",
-    "bad_request",
-    "auth_config",
-];
+/// The kinds of error Karo counts in `errors_total`; `label` is the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The API server was unreachable, overloaded or failed.
+    Api,
+    /// The API server refused a Job (invalid, forbidden).
+    JobRejected,
+    /// A Job could not be rendered for an alert.
+    Render,
+    /// An AlertReaction status could not be written.
+    StatusUpdate,
+    /// An Event could not be published (or was dropped).
+    Event,
+    /// The AlertReaction watch failed.
+    Watch,
+    /// A webhook body was not a valid notification.
+    BadRequest,
+    /// The webhook's credentials could not be read.
+    AuthConfig,
+}
 
-/// Why a matched Job is not created.
-pub const SKIP_REASONS: [&str; 4] = ["suspended", "cooldown", "concurrency", "rate_limit"];
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Api,
+        ErrorKind::JobRejected,
+        ErrorKind::Render,
+        ErrorKind::StatusUpdate,
+        ErrorKind::Event,
+        ErrorKind::Watch,
+        ErrorKind::BadRequest,
+        ErrorKind::AuthConfig,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Api => "api",
+            ErrorKind::JobRejected => "job_rejected",
+            ErrorKind::Render => "render",
+            ErrorKind::StatusUpdate => "status_update",
+            ErrorKind::Event => "event",
+            ErrorKind::Watch => "watch",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::AuthConfig => "auth_config",
+        }
+    }
+}
+
+/// Why a matched Job is not created; `label` is the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    Suspended,
+    Cooldown,
+    Concurrency,
+    RateLimit,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 4] = [
+        SkipReason::Suspended,
+        SkipReason::Cooldown,
+        SkipReason::Concurrency,
+        SkipReason::RateLimit,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SkipReason::Suspended => "suspended",
+            SkipReason::Cooldown => "cooldown",
+            SkipReason::Concurrency => "concurrency",
+            SkipReason::RateLimit => "rate_limit",
+        }
+    }
+}

@@ -5,14 +5,14 @@ use k8s_openapi::api::batch::v1::Job;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::alert::{Alert, Notification};
-use crate::config::JobDefaults;
-use crate::crd::{Action, JobTemplate, Volume};
-use crate::reaction::{CompiledReaction, JobSource, SourceKind};
-use crate::render::{self, RenderError, Renderer, TemplateTree};
+use crate::core::reaction::{CompiledReaction, JobSource, SourceKind};
+use crate::core::render::{self, RenderError, Renderer, TemplateTree};
+use crate::model::alert::{Alert, Notification};
+use crate::model::config::JobDefaults;
+use crate::model::crd::{Action, JobTemplate, Volume};
 
 /// The built-in Job skeleton, `templates/job.yaml`.
-pub const DEFAULT_SKELETON: &str = include_str!("../templates/job.yaml");
+pub const DEFAULT_SKELETON: &str = include_str!("../../templates/job.yaml");
 
 /// Kubernetes' limit on the total size of an object's annotations.
 const ANNOTATIONS_LIMIT: usize = 256 * 1024;
@@ -47,28 +47,43 @@ pub enum BuildError {
     Invalid { field: String, message: String },
 }
 
+/// Why a Job skeleton cannot be used; each names the file it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum SkeletonError {
+    #[error("{origin}: not valid YAML: {message}")]
+    Yaml { origin: String, message: String },
+    #[error("{origin}: must be a YAML mapping (a Job)")]
+    NotMapping { origin: String },
+    #[error(transparent)]
+    Template(#[from] RenderError),
+}
+
 impl Skeleton {
     /// Parses a skeleton: YAML first, then each string compiled as a template.
-    pub fn parse(yaml: &str, origin: &str) -> Result<Self, String> {
-        let value: Value =
-            serde_yaml::from_str(yaml).map_err(|e| format!("{origin}: not valid YAML: {e}"))?;
+    pub fn parse(yaml: &str, origin: &str) -> Result<Self, SkeletonError> {
+        let value: Value = serde_yaml::from_str(yaml).map_err(|e| SkeletonError::Yaml {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
         if !value.is_object() {
-            return Err(format!("{origin}: must be a YAML mapping (a Job)"));
+            return Err(SkeletonError::NotMapping {
+                origin: origin.to_string(),
+            });
         }
-        let tree = TemplateTree::compile(&value, origin).map_err(|e| e.to_string())?;
+        let tree = TemplateTree::compile(&value, origin)?;
         Ok(Skeleton {
             source: yaml.to_string(),
             tree,
         })
     }
 
-    pub fn builtin() -> Result<Self, String> {
+    pub fn builtin() -> Result<Self, SkeletonError> {
         Self::parse(DEFAULT_SKELETON, "templates/job.yaml")
     }
 
     /// Static check of the skeleton's templates.
-    pub fn validate(&self, renderer: &Renderer) -> Result<(), String> {
-        self.tree.validate(renderer).map_err(|e| e.to_string())
+    pub fn validate(&self, renderer: &Renderer) -> Result<(), SkeletonError> {
+        Ok(self.tree.validate(renderer)?)
     }
 }
 

@@ -9,6 +9,8 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::model::error::FieldError;
+
 /// Where the config file is looked for when neither `--config` nor `KARO_CONFIG` names one.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/karo/config.yaml";
 
@@ -199,39 +201,60 @@ pub struct HttpOverride {
     pub port: u16,
 }
 
-/// The error of loading a config: names the key and the layer it came from.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(String);
+/// The error of loading a config: every problem, each naming its key and, where
+/// figment knows it, the layer the value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<FieldError>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid configuration: ")?;
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            if p.path.is_empty() {
+                write!(f, "{}", p.reason)?;
+            } else {
+                write!(f, "key `{}`: {}", p.path, p.reason)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl ConfigError {
-    pub fn from_figment(e: figment::Error) -> Self {
-        let mut parts = Vec::new();
-        for err in e {
-            let key = if err.path.is_empty() {
-                String::new()
-            } else {
-                format!("key `{}`: ", err.path.join("."))
-            };
-            let source = err
-                .metadata
-                .as_ref()
-                .map(|m| {
-                    let mut s = format!(" (from {}", m.name);
-                    if let Some(src) = &m.source {
-                        s.push_str(&format!(" {src}"));
-                    }
-                    s.push(')');
-                    s
-                })
-                .unwrap_or_default();
-            parts.push(format!("{key}{}{source}", err.kind));
+    /// A problem with the configuration as a whole (a file that is missing).
+    pub fn whole(reason: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![FieldError::new("", reason)],
         }
-        ConfigError(parts.join("; "))
     }
 
-    pub fn message(&self) -> &str {
-        &self.0
+    pub fn from_figment(e: figment::Error) -> Self {
+        let problems = e
+            .into_iter()
+            .map(|err| {
+                let source = err
+                    .metadata
+                    .as_ref()
+                    .map(|m| {
+                        let mut s = format!(" (from {}", m.name);
+                        if let Some(src) = &m.source {
+                            s.push_str(&format!(" {src}"));
+                        }
+                        s.push(')');
+                        s
+                    })
+                    .unwrap_or_default();
+                FieldError::new(err.path.join("."), format!("{}{source}", err.kind))
+            })
+            .collect();
+        ConfigError { problems }
     }
 }
 
@@ -272,7 +295,7 @@ pub fn config_file(flag: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> 
         .or_else(|| std::env::var_os("KARO_CONFIG").map(PathBuf::from));
     match named {
         Some(path) if path.exists() => Ok(Some(path)),
-        Some(path) => Err(ConfigError(format!(
+        Some(path) => Err(ConfigError::whole(format!(
             "config file {} does not exist",
             path.display()
         ))),
@@ -341,40 +364,51 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         if !self.webhook.path.starts_with('/') {
-            problems.push(format!(
-                "key `webhook.path`: must start with `/`, got {:?}",
-                self.webhook.path
+            problems.push(FieldError::new(
+                "webhook.path",
+                format!("must start with `/`, got {:?}", self.webhook.path),
             ));
         }
         if self.webhook.path.len() > 1 && self.webhook.path.ends_with('/') {
-            problems.push("key `webhook.path`: must not end with `/`".to_string());
+            problems.push(FieldError::new("webhook.path", "must not end with `/`"));
         }
         if self.webhook.max_body_bytes == 0 {
-            problems.push("key `webhook.maxBodyBytes`: must be greater than 0".to_string());
+            problems.push(FieldError::new(
+                "webhook.maxBodyBytes",
+                "must be greater than 0",
+            ));
         }
         if self.limits.max_concurrent_creates == 0 {
-            problems.push("key `limits.maxConcurrentCreates`: must be greater than 0".to_string());
+            problems.push(FieldError::new(
+                "limits.maxConcurrentCreates",
+                "must be greater than 0",
+            ));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
-            problems.push(format!(
-                "key `logLevel`: {:?} is not a level or filter: {e}",
-                self.log_level
+            problems.push(FieldError::new(
+                "logLevel",
+                format!("{:?} is not a level or filter: {e}", self.log_level),
             ));
         }
         if self.webhook.tls.enabled
             && (self.webhook.tls.cert_file.is_none() || self.webhook.tls.key_file.is_none())
         {
-            problems.push(
-                "key `webhook.tls`: `certFile` and `keyFile` are required when `enabled` is true"
-                    .to_string(),
-            );
+            problems.push(FieldError::new(
+                "webhook.tls",
+                "`certFile` and `keyFile` are required when `enabled` is true",
+            ));
         }
         if self.http.header_read_timeout_seconds == 0 {
-            problems
-                .push("key `http.headerReadTimeoutSeconds`: must be greater than 0".to_string());
+            problems.push(FieldError::new(
+                "http.headerReadTimeoutSeconds",
+                "must be greater than 0",
+            ));
         }
         if self.http.body_read_timeout_seconds == 0 {
-            problems.push("key `http.bodyReadTimeoutSeconds`: must be greater than 0".to_string());
+            problems.push(FieldError::new(
+                "http.bodyReadTimeoutSeconds",
+                "must be greater than 0",
+            ));
         }
         match self.webhook.auth.kind {
             AuthType::None => {}
@@ -387,48 +421,55 @@ impl Config {
                     .unwrap_or("")
                     .is_empty()
                 {
-                    problems.push(
-                        "key `webhook.auth.username`: required when `type` is basic".to_string(),
-                    );
+                    problems.push(FieldError::new(
+                        "webhook.auth.username",
+                        "required when `type` is basic",
+                    ));
                 }
                 if self.webhook.auth.password_file.is_none() {
-                    problems.push(
-                        "key `webhook.auth.passwordFile`: required when `type` is basic"
-                            .to_string(),
-                    );
+                    problems.push(FieldError::new(
+                        "webhook.auth.passwordFile",
+                        "required when `type` is basic",
+                    ));
                 }
             }
             AuthType::Bearer => {
                 if self.webhook.auth.token_file.is_none() {
-                    problems.push(
-                        "key `webhook.auth.tokenFile`: required when `type` is bearer".to_string(),
-                    );
+                    problems.push(FieldError::new(
+                        "webhook.auth.tokenFile",
+                        "required when `type` is bearer",
+                    ));
                 }
             }
         }
         if let Some(v) = self.job_defaults.ttl_seconds_after_finished {
             if v < 0 {
-                problems.push(
-                    "key `jobDefaults.ttlSecondsAfterFinished`: must not be negative".to_string(),
-                );
+                problems.push(FieldError::new(
+                    "jobDefaults.ttlSecondsAfterFinished",
+                    "must not be negative",
+                ));
             }
         }
         if let Some(v) = self.job_defaults.backoff_limit {
             if v < 0 {
-                problems.push("key `jobDefaults.backoffLimit`: must not be negative".to_string());
+                problems.push(FieldError::new(
+                    "jobDefaults.backoffLimit",
+                    "must not be negative",
+                ));
             }
         }
         if let Some(v) = self.job_defaults.active_deadline_seconds {
             if v <= 0 {
-                problems.push(
-                    "key `jobDefaults.activeDeadlineSeconds`: must be greater than 0".to_string(),
-                );
+                problems.push(FieldError::new(
+                    "jobDefaults.activeDeadlineSeconds",
+                    "must be greater than 0",
+                ));
             }
         }
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError(problems.join("; ")))
+            Err(ConfigError { problems })
         }
     }
 }

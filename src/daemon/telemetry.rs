@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use tracing_subscriber::{fmt, prelude::*, reload, EnvFilter, Registry};
 
-use crate::config::LogFormat;
+use crate::model::config::LogFormat;
 
 static LEVEL: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
@@ -22,11 +22,27 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why the log level could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("key `logLevel`: {level:?} is not a level or filter: {source}")]
+    Filter {
+        level: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("cannot change the log level: {0}")]
+    Reload(#[from] reload::Error),
+}
+
 /// Changes the log level or filter of the running process.
-pub fn set_level(level: &str) -> Result<(), String> {
-    let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+pub fn set_level(level: &str) -> Result<(), TelemetryError> {
+    let filter = EnvFilter::try_new(level).map_err(|source| TelemetryError::Filter {
+        level: level.to_string(),
+        source,
+    })?;
     match LEVEL.get() {
-        Some(handle) => handle.reload(filter).map_err(|e| e.to_string()),
+        Some(handle) => Ok(handle.reload(filter)?),
         None => Ok(()),
     }
 }

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::crd::AlertReaction;
-use crate::reaction::{CompiledReaction, Invalid};
+use crate::core::plan::Reactions;
+use crate::core::reaction::{CompiledReaction, Invalid};
+use crate::model::crd::AlertReaction;
 
 /// Namespace and name of an AlertReaction.
 pub type ObjectKey = (String, String);
@@ -52,12 +53,13 @@ pub struct ReactionIndex {
     inner: RwLock<Inner>,
 }
 
-impl ReactionIndex {
-    /// Ready reactions for an alert name.
-    pub fn lookup(&self, alert_name: &str) -> Vec<Arc<CompiledReaction>> {
+impl Reactions for ReactionIndex {
+    fn for_alert(&self, alert_name: &str) -> Vec<Arc<CompiledReaction>> {
         self.read(|inner| inner.by_alert.get(alert_name).cloned().unwrap_or_default())
     }
+}
 
+impl ReactionIndex {
     pub fn get(&self, key: &ObjectKey) -> Option<Entry> {
         self.read(|inner| inner.by_key.get(key).cloned())
     }

@@ -16,8 +16,8 @@ use std::sync::{Mutex, OnceLock};
 
 use regex::Regex;
 
-use crate::alert::Alert;
-use crate::crd::{MatchOperator, Matcher};
+use crate::model::alert::Alert;
+use crate::model::crd::{MatchOperator, Matcher};
 
 /// Prefix of a matcher `name` that selects an annotation instead of a label.
 pub const ANNOTATION_PREFIX: &str = "annotations.";

@@ -1,0 +1,206 @@
+//! `karo validate` on a Karo config file: unknown keys at any depth, values of
+//! the wrong type, the checks `karo run` makes, and the Job template file.
+
+use std::path::Path;
+
+use figment::providers::Serialized;
+use figment::Figment;
+use serde_json::Value;
+
+use crate::cli::inputs::join;
+use crate::core::render::{Renderer, TemplateTree};
+use crate::core::snapshot::{Snapshot, SnapshotError};
+use crate::model::config::{self, Config, ConfigError, Overrides};
+use crate::model::error::FieldError;
+
+/// The config's keys with their defaults; a mapping with no keys is free-form.
+fn config_defaults() -> Value {
+    serde_json::to_value(Config::default()).unwrap_or(Value::Null)
+}
+
+/// Whether a mapping looks like a Karo config: most of its top-level keys are
+/// Karo's (a Helm values file shares `webhook`, say, but little else).
+pub(crate) fn looks_like_config(value: &Value) -> bool {
+    let defaults = config_defaults();
+    value.as_object().is_some_and(|m| {
+        let known = m
+            .keys()
+            .filter(|k| defaults.get(k.as_str()).is_some())
+            .count();
+        known > 0 && known * 2 > m.len()
+    })
+}
+
+/// Whether a mapping looks like an Alertmanager configuration.
+pub(crate) fn is_alertmanager_config(value: &Value) -> bool {
+    value.get("route").is_some() || value.get("receivers").is_some()
+}
+
+/// Every problem of a Karo config file: unknown keys at any depth, each value
+/// of the wrong type, [`Config::validate`], and the Job template file
+/// (`Snapshot::prepare`). Values come through `config::figment`, environment
+/// variables included, as `karo run` reads them.
+pub fn check_config(path: &Path, doc: &Value, renderer: &Renderer) -> Vec<FieldError> {
+    let mut problems = Vec::new();
+    let defaults = config_defaults();
+    if !doc.is_object() {
+        return vec![FieldError::new("", "a Karo config file must be a mapping")];
+    }
+    unknown_keys(doc, &defaults, "", &mut problems);
+    let extracted = config::figment(Some(path), &Overrides::default()).extract::<Config>();
+    let config = match extracted {
+        Ok(c) => c,
+        Err(e) => {
+            // Extraction stops at the first error: try each value on its own, then
+            // go on with the values that are fine, so later checks still run.
+            let mut leaves = Vec::new();
+            known_leaves(doc, &defaults, "", &mut leaves);
+            let mut good = Figment::from(Serialized::defaults(Config::default()));
+            for (key, value) in leaves {
+                let fig = Figment::from(Serialized::defaults(Config::default()))
+                    .merge(Serialized::default(&key, &value));
+                match fig.extract::<Config>() {
+                    Ok(_) => good = good.merge(Serialized::default(&key, &value)),
+                    Err(e) => {
+                        for err in e {
+                            let at = if err.path.is_empty() {
+                                key.clone()
+                            } else {
+                                err.path.join(".")
+                            };
+                            problems.push(FieldError::new(at, err.kind.to_string()));
+                        }
+                    }
+                }
+            }
+            if problems.is_empty() {
+                // Not from a value of the file (an environment variable, say).
+                problems.extend(ConfigError::from_figment(e).problems);
+                return problems;
+            }
+            match good.extract::<Config>() {
+                Ok(c) => c,
+                Err(_) => return problems,
+            }
+        }
+    };
+    if let Err(e) = config.validate() {
+        problems.extend(e.problems);
+    }
+    let template_file = config.job_template_file.clone();
+    if let Err(error) = Snapshot::prepare(config, renderer) {
+        let detailed = template_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok().map(|t| (f, t)))
+            .and_then(|(f, text)| {
+                let value: Value = serde_yaml::from_str(&text).ok()?;
+                let errors = TemplateTree::check(&value, "", renderer);
+                (!errors.is_empty()).then(|| {
+                    errors
+                        .iter()
+                        .map(|e| {
+                            let p = e.field_error();
+                            FieldError::new(
+                                "jobTemplateFile",
+                                format!("{}: {}: {}", f.display(), p.path, p.reason),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            });
+        match detailed {
+            Some(d) => problems.extend(d),
+            None => problems.push(match &error {
+                SnapshotError::ReadTemplate { path, source } => FieldError::new(
+                    "jobTemplateFile",
+                    format!("cannot read {}: {source}", path.display()),
+                ),
+                SnapshotError::Skeleton(e) => FieldError::new("", e.to_string()),
+            }),
+        }
+    }
+    problems
+}
+
+fn unknown_keys(value: &Value, defaults: &Value, path: &str, out: &mut Vec<FieldError>) {
+    let (Some(map), Some(known)) = (value.as_object(), defaults.as_object()) else {
+        return;
+    };
+    if known.is_empty() {
+        return; // free-form, like jobDefaults.labels
+    }
+    for (k, v) in map {
+        let p = join(path, k);
+        match known.get(k) {
+            Some(d) => unknown_keys(v, d, &p, out),
+            None => {
+                let names: Vec<&str> = known.keys().map(String::as_str).collect();
+                out.push(FieldError::new(
+                    p,
+                    format!("unknown key (known keys here: {})", names.join(", ")),
+                ));
+            }
+        }
+    }
+}
+
+/// The known keys of `value` that hold a value (not a section of further keys).
+fn known_leaves(value: &Value, defaults: &Value, path: &str, out: &mut Vec<(String, Value)>) {
+    let (Some(map), Some(known)) = (value.as_object(), defaults.as_object()) else {
+        return;
+    };
+    for (k, v) in map {
+        let p = join(path, k);
+        match known.get(k) {
+            Some(Value::Object(d)) if !d.is_empty() && v.is_object() => {
+                known_leaves(v, &Value::Object(d.clone()), &p, out)
+            }
+            Some(_) => out.push((p, v.clone())),
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn renderer() -> Renderer {
+        Renderer::new()
+    }
+
+    fn doc(yaml: &str) -> Value {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn paths(problems: &[FieldError]) -> Vec<&str> {
+        problems.iter().map(|p| p.path.as_str()).collect()
+    }
+
+    #[test]
+    fn config_problems_name_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        let yaml = "webhook:\n  pth: /x\n  path: hooks\nhttp:\n  port: eighty\nlogFormat: xml\n";
+        std::fs::write(&path, yaml).unwrap();
+        let p = check_config(&path, &doc(yaml), &renderer());
+        let got = paths(&p);
+        for want in ["webhook.pth", "http.port", "logFormat"] {
+            assert!(got.contains(&want), "{want} not in {p:#?}");
+        }
+    }
+
+    #[test]
+    fn problems_of_the_checks_karo_run_makes_keep_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        let yaml = "webhook:\n  path: /hooks/\n  maxBodyBytes: 0\n";
+        std::fs::write(&path, yaml).unwrap();
+        let p = check_config(&path, &doc(yaml), &renderer());
+        assert_eq!(
+            paths(&p),
+            vec!["webhook.path", "webhook.maxBodyBytes"],
+            "{p:#?}"
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! The files `karo render` and `karo validate` read: paths and directories,
+//! multi-document YAML, and deserialisation that names the field that failed.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::model::crd::AlertReaction;
+use crate::model::error::FieldError;
+
+/// One problem: the file, the place inside it, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    /// `doc 2 (name) spec.matchers[1].value`, a config key path, `line 3 column 7`,
+    /// or empty for the file as a whole.
+    pub location: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.location.is_empty() {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.location, self.reason)
+        }
+    }
+}
+
+impl Problem {
+    pub fn new(file: &Path, location: impl Into<String>, reason: impl Into<String>) -> Self {
+        Problem {
+            file: file.display().to_string(),
+            location: location.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A file to read, and whether it was named on the command line (rather than
+/// found while scanning a directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub path: PathBuf,
+    pub named: bool,
+}
+
+/// The files behind `paths`: files as given, directories scanned (recursively,
+/// in name order) for `*.yaml` and `*.yml`.
+pub fn collect_inputs(paths: &[PathBuf]) -> (Vec<Input>, Vec<Problem>) {
+    let mut inputs = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            scan_dir(path, &mut inputs, &mut problems);
+        } else if path.exists() {
+            inputs.push(Input {
+                path: path.clone(),
+                named: true,
+            });
+        } else {
+            problems.push(Problem::new(path, "", "no such file or directory"));
+        }
+    }
+    (inputs, problems)
+}
+
+fn scan_dir(dir: &Path, inputs: &mut Vec<Input>, problems: &mut Vec<Problem>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            problems.push(Problem::new(dir, "", format!("cannot read directory: {e}")));
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            scan_dir(&path, inputs, problems);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            inputs.push(Input { path, named: false });
+        }
+    }
+}
+
+/// One YAML document of a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// 1-based position in the file.
+    pub number: usize,
+    pub value: Value,
+}
+
+/// Every non-empty YAML document of `path`. A syntax error is one problem with
+/// its line and column; documents before it are not returned.
+pub fn read_documents(path: &Path) -> Result<Vec<Document>, Problem> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Problem::new(path, "", format!("cannot read: {e}")))?;
+    parse_documents(&text).map_err(|(location, reason)| Problem::new(path, location, reason))
+}
+
+/// Parses multi-document YAML; the error is (location, reason).
+pub fn parse_documents(text: &str) -> Result<Vec<Document>, (String, String)> {
+    let mut docs = Vec::new();
+    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = Value::deserialize(de).map_err(|e| yaml_error(&e))?;
+        if !value.is_null() {
+            docs.push(Document {
+                number: i + 1,
+                value,
+            });
+        }
+    }
+    Ok(docs)
+}
+
+fn yaml_error(e: &serde_yaml::Error) -> (String, String) {
+    let message = e.to_string();
+    match e.location() {
+        Some(l) => {
+            let suffix = format!(" at line {} column {}", l.line(), l.column());
+            let reason = message
+                .strip_suffix(&suffix)
+                .unwrap_or(&message)
+                .to_string();
+            (
+                format!("line {} column {}", l.line(), l.column()),
+                format!("invalid YAML: {reason}"),
+            )
+        }
+        None => (String::new(), format!("invalid YAML: {message}")),
+    }
+}
+
+pub(crate) fn kind_of(value: &Value) -> Option<&str> {
+    value.get("kind").and_then(Value::as_str)
+}
+
+pub(crate) fn is_reaction(value: &Value) -> bool {
+    kind_of(value) == Some("AlertReaction")
+}
+
+pub(crate) fn doc_name(value: &Value) -> String {
+    value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string()
+}
+
+pub(crate) fn doc_location(doc: &Document) -> String {
+    format!("doc {} ({})", doc.number, doc_name(&doc.value))
+}
+
+pub(crate) fn join(prefix: &str, path: &str) -> String {
+    match (prefix.is_empty(), path.is_empty() || path == ".") {
+        (_, true) => prefix.to_string(),
+        (true, false) => path.to_string(),
+        (false, false) if path.starts_with('[') => format!("{prefix}{path}"),
+        (false, false) => format!("{prefix}.{path}"),
+    }
+}
+
+/// Deserialises `value` as `T`; an error names the field (`prefix` + the path
+/// inside `value`).
+pub(crate) fn deserialize_at<T: DeserializeOwned>(
+    value: &Value,
+    prefix: &str,
+) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = join(prefix, &e.path().to_string());
+        let reason = e.inner().to_string();
+        // `missing field `x`` is about the field, not the mapping around it.
+        match reason
+            .strip_prefix("missing field `")
+            .and_then(|r| r.strip_suffix('`'))
+        {
+            Some(field) => FieldError::new(join(&path, field), "required field is missing"),
+            None => FieldError::new(path, reason),
+        }
+    })
+}
+
+/// An AlertReaction from a manifest, with the first problem and its field path.
+pub fn parse_reaction(value: &Value) -> Result<AlertReaction, FieldError> {
+    deserialize_at(value, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_document_yaml_and_syntax_errors() {
+        let docs = parse_documents("a: 1\n---\n---\nb: 2\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        let (at, why) = parse_documents("a: [1,\n").unwrap_err();
+        assert!(at.starts_with("line "), "{at}");
+        assert!(why.starts_with("invalid YAML"), "{why}");
+    }
+}

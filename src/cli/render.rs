@@ -1,0 +1,413 @@
+//! `karo render`: AlertReaction manifests and an Alertmanager payload in, the
+//! Jobs `karo run` would create out. The reactions are compiled as the
+//! controller compiles them and the notification is planned by the daemon's own
+//! [`plan::plan`], with the same renderer, skeleton and Job defaults; the log
+//! explains the plan alert by alert.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use k8s_openapi::api::batch::v1::Job;
+use serde_json::Value;
+
+use crate::cli::inputs::{
+    collect_inputs, doc_location, doc_name, is_reaction, kind_of, parse_reaction, read_documents,
+    Input, Problem,
+};
+use crate::core::matching::ANNOTATION_PREFIX;
+use crate::core::plan::{self, Candidate, Decision, DryRunBy, Gates, ReactionTable, Step};
+use crate::core::reaction::{self, CompiledReaction, Invalid};
+use crate::core::render::Renderer;
+use crate::core::snapshot::Snapshot;
+use crate::model::alert::{parse_notification, Alert, Notification};
+use crate::model::config::{self, Overrides, Policy};
+use crate::model::error::FieldError;
+
+/// The UID given to a reaction whose manifest has none (`metadata.uid`). Job
+/// names hash the reaction's UID, so offline names are deterministic but differ
+/// from the cluster's unless the manifest carries the real UID (as `kubectl get
+/// alertreaction NAME -o yaml` prints it).
+pub const PLACEHOLDER_UID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Why a reaction from a manifest is not used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// It does not compile, as the controller would find.
+    #[error("{0}")]
+    Invalid(Invalid),
+    /// It cannot even be read as an AlertReaction.
+    #[error("InvalidSpec: {0} (`karo validate` lists every problem)")]
+    Unreadable(FieldError),
+}
+
+/// A reaction read from a manifest, compiled as the controller compiles it.
+#[derive(Debug)]
+pub struct LoadedReaction {
+    /// `namespace/name`.
+    pub label: String,
+    /// `file: doc n (name)`.
+    pub origin: String,
+    /// `spec.alertName`, when the manifest got that far.
+    pub alert_name: Option<String>,
+    pub compiled: Result<Arc<CompiledReaction>, LoadError>,
+}
+
+/// Reads AlertReactions from `inputs`. Documents of other kinds are skipped
+/// with a note; a reaction without `metadata.namespace` gets `namespace`, and one
+/// without `metadata.uid` gets [`PLACEHOLDER_UID`].
+pub fn load_reactions(
+    inputs: &[Input],
+    namespace: &str,
+    renderer: &Renderer,
+    policy: &Policy,
+    log: &mut Vec<String>,
+) -> Result<Vec<LoadedReaction>, Vec<Problem>> {
+    let mut reactions = Vec::new();
+    let mut problems = Vec::new();
+    for input in inputs {
+        let docs = match read_documents(&input.path) {
+            Ok(d) => d,
+            Err(p) => {
+                problems.push(p);
+                continue;
+            }
+        };
+        for doc in docs {
+            let origin = format!("{}: {}", input.path.display(), doc_location(&doc));
+            if !is_reaction(&doc.value) {
+                log.push(format!(
+                    "note: {origin}: not an AlertReaction ({}), skipped",
+                    kind_of(&doc.value).map_or("no kind".to_string(), |k| format!("kind {k}"))
+                ));
+                continue;
+            }
+            let alert_name = doc
+                .value
+                .pointer("/spec/alertName")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let (label, compiled) = match parse_reaction(&doc.value) {
+                Ok(mut ar) => {
+                    let meta = &mut ar.metadata;
+                    if meta.namespace.as_deref().unwrap_or("").is_empty() {
+                        meta.namespace = Some(namespace.to_string());
+                    }
+                    if meta.uid.as_deref().unwrap_or("").is_empty() {
+                        meta.uid = Some(PLACEHOLDER_UID.to_string());
+                    }
+                    let label = format!(
+                        "{}/{}",
+                        meta.namespace.as_deref().unwrap_or(namespace),
+                        meta.name.as_deref().unwrap_or("?")
+                    );
+                    let compiled = reaction::compile(&ar, renderer, policy)
+                        .map(Arc::new)
+                        .map_err(LoadError::Invalid);
+                    (label, compiled)
+                }
+                Err(p) => (
+                    format!("{namespace}/{}", doc_name(&doc.value)),
+                    Err(LoadError::Unreadable(p)),
+                ),
+            };
+            reactions.push(LoadedReaction {
+                label,
+                origin,
+                alert_name,
+                compiled,
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(reactions)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What `karo render` produced.
+#[derive(Debug, Default)]
+pub struct Rendering {
+    /// The Jobs `karo run` would create (and those a dry run renders), in order.
+    pub jobs: Vec<Job>,
+    /// For stderr: which reactions matched which alerts, and why the others did not.
+    pub log: Vec<String>,
+    /// Something went wrong: an invalid reaction, a Job that failed to render.
+    pub failed: bool,
+}
+
+/// Plans the notification against the valid reactions with the daemon's own
+/// [`plan::plan`], and explains the plan: for every alert and every reaction,
+/// whether it matched and, if not, why; the Jobs the daemon would create (and
+/// those a dry run renders).
+pub fn evaluate(
+    reactions: &[LoadedReaction],
+    notification: &Notification,
+    snapshot: &Snapshot,
+    renderer: &Renderer,
+) -> Rendering {
+    let mut out = Rendering::default();
+    for r in reactions {
+        if let Err(e) = &r.compiled {
+            out.failed = true;
+            out.log
+                .push(format!("error: {}: reaction invalid: {e}", r.origin));
+        }
+    }
+    let table = ReactionTable::new(
+        reactions
+            .iter()
+            .filter_map(|r| r.compiled.as_ref().ok().cloned()),
+    );
+    let plan = plan::plan(notification, &table, renderer, snapshot);
+    let total = notification.alerts.len();
+    for (ai, (alert, alert_plan)) in notification.alerts.iter().zip(plan.alerts).enumerate() {
+        out.log.push(format!(
+            "alert {}/{total} {} ({}, fingerprint {})",
+            ai + 1,
+            if alert.alert_name().is_empty() {
+                "<no alertname>"
+            } else {
+                alert.alert_name()
+            },
+            alert.status.as_str(),
+            alert.fingerprint
+        ));
+        let mut candidates = alert_plan.candidates;
+        for r in reactions {
+            let line = match &r.compiled {
+                Err(_) => match &r.alert_name {
+                    Some(wanted) if wanted != alert.alert_name() => {
+                        alert_name_differs(wanted, alert)
+                    }
+                    _ => "not considered: the reaction is invalid (see above)".to_string(),
+                },
+                Ok(c) => match candidates
+                    .iter()
+                    .position(|cand| Arc::ptr_eq(&cand.reaction, c))
+                {
+                    Some(i) => explain(candidates.swap_remove(i), alert, &mut out),
+                    None => alert_name_differs(&c.spec.alert_name, alert),
+                },
+            };
+            out.log.push(format!("  {}: {line}", r.label));
+        }
+    }
+    if total == 0 {
+        out.log
+            .push("the notification has no alerts: nothing to render".to_string());
+    }
+    out
+}
+
+fn alert_name_differs(wanted: &str, alert: &Alert) -> String {
+    format!(
+        "no match: alertname differs (the reaction is for {wanted:?}, the alert is {:?})",
+        alert.alert_name()
+    )
+}
+
+/// One reaction's decision for one alert, as a line; its Jobs go to `out`.
+fn explain(candidate: Candidate, alert: &Alert, out: &mut Rendering) -> String {
+    let c = &candidate.reaction;
+    let actions = match candidate.decision {
+        Decision::NoMatch { matcher } => {
+            return match (c.matchers.iter().nth(matcher), c.spec.matchers.get(matcher)) {
+                (Some(m), Some(spec)) => {
+                    let actual = match spec.name.strip_prefix(ANNOTATION_PREFIX) {
+                        Some(key) => alert.annotations.get(key),
+                        None => alert.labels.get(&spec.name),
+                    };
+                    let actual = match actual {
+                        Some(v) => format!("{}={v:?}", spec.name),
+                        None => format!("{} is absent, so \"\"", spec.name),
+                    };
+                    format!("no match: matcher {m} failed ({actual})")
+                }
+                _ => "no match: a matcher failed".to_string(),
+            };
+        }
+        Decision::NotTriggered => {
+            let on: Vec<&str> = c.spec.trigger_on.iter().map(|s| s.as_str()).collect();
+            return format!(
+                "no match: status {} is not in triggerOn [{}]",
+                alert.status.as_str(),
+                on.join(", ")
+            );
+        }
+        Decision::Matched { actions } => actions,
+    };
+    let mut parts = Vec::new();
+    let mut gated = Gates::default();
+    for action in actions {
+        let name = action.job_name;
+        match action.step {
+            Step::Suspended => parts.push(format!(
+                "Job {name} not printed: the reaction is suspended, the daemon renders and creates nothing"
+            )),
+            Step::RenderFailed(e) => {
+                out.failed = true;
+                parts.push(format!("action {:?}: render failed: {e}", action.action));
+            }
+            Step::DryRun { job, by } => {
+                let by = match by {
+                    DryRunBy::Reaction => "spec.dryRun",
+                    DryRunBy::Config => "the config's dryRun",
+                };
+                parts.push(format!(
+                    "Job {name} (dry run by {by}: the daemon renders it and creates nothing)"
+                ));
+                out.jobs.push(*job);
+            }
+            Step::Create { job, gates } => {
+                parts.push(format!("Job {name}"));
+                out.jobs.push(*job);
+                gated = gates;
+            }
+        }
+    }
+    let mut line = format!("matched: {}", parts.join("; "));
+    let mut gates = Vec::new();
+    if gated.cooldown.is_some() {
+        gates.push(format!(
+            "cooldown {}",
+            c.spec.cooldown.as_deref().unwrap_or("")
+        ));
+    }
+    if gated.forbid {
+        gates.push("concurrencyPolicy Forbid".to_string());
+    }
+    if !gates.is_empty() {
+        line.push_str(&format!(
+            " [{} depend on the Jobs in the cluster: not checked offline]",
+            gates.join(" and ")
+        ));
+    }
+    line
+}
+
+/// Everything `karo render` needs.
+#[derive(Debug, Clone)]
+pub struct RenderRequest {
+    pub files: Vec<PathBuf>,
+    /// The Alertmanager payload file; `-` is standard input.
+    pub alerts: PathBuf,
+    /// `--config`; as for `karo run`, `KARO_CONFIG` or the default file otherwise.
+    pub config: Option<PathBuf>,
+    pub overrides: Overrides,
+    /// For reactions whose manifest names no namespace.
+    pub namespace: String,
+    /// Stands in for a missing `startsAt`, as the time of receipt does in the daemon.
+    pub received_at: jiff::Timestamp,
+}
+
+/// `karo render`: reads the configuration, the payload and the reactions, and
+/// evaluates them.
+pub fn render(req: &RenderRequest) -> Rendering {
+    let mut out = Rendering::default();
+    let fail = |mut out: Rendering, message: String| {
+        out.log.push(format!("error: {message}"));
+        out.failed = true;
+        out
+    };
+    let renderer = Renderer::new();
+    let config = match config::load(req.config.as_deref(), &req.overrides) {
+        Ok(c) => c,
+        Err(e) => return fail(out, e.to_string()),
+    };
+    let snapshot = match Snapshot::prepare(config, &renderer) {
+        Ok(s) => s,
+        Err(e) => return fail(out, format!("invalid configuration: {e}")),
+    };
+    let body = if req.alerts.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
+    } else {
+        std::fs::read(&req.alerts)
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return fail(out, format!("{}: cannot read: {e}", req.alerts.display())),
+    };
+    let notification = match parse_notification(&body, req.received_at) {
+        Ok(n) => n,
+        Err(e) => {
+            return fail(
+                out,
+                format!(
+                    "{}: not an Alertmanager notification: {e}",
+                    req.alerts.display()
+                ),
+            )
+        }
+    };
+    let (inputs, problems) = collect_inputs(&req.files);
+    if !problems.is_empty() {
+        for p in problems {
+            out.log.push(format!("error: {p}"));
+        }
+        out.failed = true;
+        return out;
+    }
+    let mut log = Vec::new();
+    let reactions = load_reactions(
+        &inputs,
+        &req.namespace,
+        &renderer,
+        &snapshot.config.policy,
+        &mut log,
+    );
+    out.log.extend(log);
+    let reactions = match reactions {
+        Ok(r) => r,
+        Err(problems) => {
+            for p in problems {
+                out.log.push(format!("error: {p}"));
+            }
+            out.failed = true;
+            return out;
+        }
+    };
+    if reactions.is_empty() {
+        return fail(out, "no AlertReaction in the given files".to_string());
+    }
+    out.log.push(format!(
+        "{} AlertReaction(s), {} alert(s) in {}",
+        reactions.len(),
+        notification.alerts.len(),
+        req.alerts.display()
+    ));
+    let evaluated = evaluate(&reactions, &notification, &snapshot, &renderer);
+    out.jobs = evaluated.jobs;
+    out.log.extend(evaluated.log);
+    out.failed |= evaluated.failed;
+    out
+}
+
+/// The Jobs as YAML documents (`---` before each), or as a JSON `List`.
+pub fn format_jobs(jobs: &[Job], json: bool) -> Result<String, FormatError> {
+    if json {
+        let list = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": jobs,
+        });
+        Ok(serde_json::to_string_pretty(&list)? + "\n")
+    } else {
+        let mut s = String::new();
+        for job in jobs {
+            s.push_str("---\n");
+            s.push_str(&serde_yaml::to_string(job)?);
+        }
+        Ok(s)
+    }
+}
+
+/// Why the Jobs could not be printed.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Yaml(#[from] serde_yaml::Error),
+}

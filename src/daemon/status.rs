@@ -1,0 +1,349 @@
+//! The one owner of the AlertReaction status. The controller hands it the
+//! `Ready` condition of each generation, the executor the counters
+//! (`triggerCount`, `lastTriggered`, `lastJobsCreated`); one task writes both.
+//!
+//! Updates for the same reaction that arrive while a write is in flight are
+//! merged into the next one, so a burst of notifications costs a few status
+//! writes, not one per notification. The condition is a merge patch of the two
+//! fields the controller decides; the counters are a read and a replace with
+//! optimistic concurrency, so no increment of another writer (another replica)
+//! is lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::Notify;
+use tracing::warn;
+
+use crate::core::reaction::{object_ref, CompiledReaction};
+use crate::daemon::events::EventSender;
+use crate::daemon::index::ObjectKey;
+use crate::daemon::metrics::{ErrorKind, Metrics};
+use crate::model::crd::{AlertReaction, JobReference};
+
+/// Status writes in flight at once.
+const WRITERS: usize = 8;
+
+/// What one or more notifications add to a reaction's counters.
+#[derive(Debug, Default, Clone)]
+pub struct StatusDelta {
+    pub triggers: i64,
+    /// The Jobs of the latest trigger (replaces `lastJobsCreated` when not empty).
+    pub jobs: Vec<JobReference>,
+}
+
+impl StatusDelta {
+    fn merge(&mut self, later: StatusDelta) {
+        self.triggers += later.triggers;
+        if !later.jobs.is_empty() {
+            self.jobs = later.jobs;
+        }
+    }
+}
+
+/// The `Ready` condition of one generation, to write.
+#[derive(Debug, Clone)]
+pub struct ReadyUpdate {
+    pub uid: Option<String>,
+    pub generation: i64,
+    pub condition: Condition,
+}
+
+/// Counters to add, for the reaction with this UID.
+#[derive(Debug, Clone)]
+struct Counts {
+    uid: String,
+    delta: StatusDelta,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    ready: Option<ReadyUpdate>,
+    counts: Option<Counts>,
+}
+
+impl Pending {
+    /// Adds `later` on top of what is queued; a recreated reaction (another
+    /// UID) starts afresh.
+    fn add_counts(&mut self, later: Counts) {
+        match &mut self.counts {
+            Some(c) if c.uid == later.uid => c.delta.merge(later.delta),
+            _ => self.counts = Some(later),
+        }
+    }
+
+    /// Puts `earlier` (a write that failed) under what was queued since.
+    fn requeue_counts(&mut self, earlier: Counts) {
+        self.counts = match self.counts.take() {
+            Some(later) if later.uid != earlier.uid => Some(later),
+            Some(later) => {
+                let mut c = earlier;
+                c.delta.merge(later.delta);
+                Some(c)
+            }
+            None => Some(earlier),
+        };
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    pending: Mutex<HashMap<ObjectKey, Pending>>,
+    wake: Notify,
+}
+
+impl Shared {
+    fn update(&self, key: ObjectKey, f: impl FnOnce(&mut Pending)) {
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
+            Err(p) => p.into_inner(),
+        };
+        f(pending.entry(key).or_default());
+        drop(pending);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Vec<(ObjectKey, Pending)> {
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
+            Err(p) => p.into_inner(),
+        };
+        pending.drain().collect()
+    }
+}
+
+/// Queues status updates for the owner; cheap to clone.
+#[derive(Clone, Default)]
+pub struct StatusHandle {
+    shared: Arc<Shared>,
+}
+
+impl StatusHandle {
+    /// The `Ready` condition to write (replaces one not yet written).
+    pub fn set_ready(&self, key: ObjectKey, update: ReadyUpdate) {
+        self.shared.update(key, |p| p.ready = Some(update));
+    }
+
+    /// Counters to add to the reaction's status.
+    pub fn add(&self, reaction: &CompiledReaction, delta: StatusDelta) {
+        let key = (reaction.namespace.clone(), reaction.name.clone());
+        let uid = reaction.uid.clone();
+        self.shared
+            .update(key, |p| p.add_counts(Counts { uid, delta }));
+    }
+}
+
+/// The task that writes what the handles queue.
+#[derive(Clone)]
+pub struct StatusOwner {
+    client: Client,
+    metrics: Arc<Metrics>,
+    events: EventSender,
+    handle: StatusHandle,
+}
+
+impl StatusOwner {
+    pub fn new(client: Client, metrics: Arc<Metrics>, events: EventSender) -> Self {
+        StatusOwner {
+            client,
+            metrics,
+            events,
+            handle: StatusHandle::default(),
+        }
+    }
+
+    pub fn handle(&self) -> StatusHandle {
+        self.handle.clone()
+    }
+
+    /// Writes queued updates until the process ends.
+    pub async fn run(self) {
+        loop {
+            self.handle.shared.wake.notified().await;
+            self.flush().await;
+        }
+    }
+
+    /// Writes everything queued now. Counters whose write fails for a reason
+    /// worth retrying (the API server is away) are queued again, so the count is
+    /// kept.
+    pub async fn flush(&self) {
+        let batch = self.handle.shared.take();
+        if batch.is_empty() {
+            return;
+        }
+        let failed: Vec<(ObjectKey, Counts)> = futures::stream::iter(batch)
+            .map(|(key, pending)| async move {
+                if let Some(ready) = &pending.ready {
+                    self.write_ready(&key, ready).await;
+                }
+                let counts = pending.counts?;
+                match self.add_counts(&key, &counts).await {
+                    Ok(()) => None,
+                    Err(e) => {
+                        self.metrics.error(ErrorKind::StatusUpdate);
+                        warn!(namespace = %key.0, reaction = %key.1, error = %e, "cannot update AlertReaction status");
+                        let gone = matches!(&e, kube::Error::Api(s) if s.code == 404);
+                        (!gone).then_some((key, counts))
+                    }
+                }
+            })
+            .buffer_unordered(WRITERS)
+            .filter_map(|f| async move { f })
+            .collect()
+            .await;
+        if !failed.is_empty() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for (key, counts) in failed {
+                self.handle.shared.update(key, |p| p.requeue_counts(counts));
+            }
+        }
+    }
+
+    /// Merge-patches `observedGeneration` and the `Ready` condition, and
+    /// publishes a Warning Event when the reaction is not Ready.
+    async fn write_ready(&self, (namespace, name): &ObjectKey, ready: &ReadyUpdate) {
+        let api: Api<AlertReaction> = Api::namespaced(self.client.clone(), namespace);
+        // A merge patch of these two fields leaves the counters untouched.
+        let patch = json!({
+            "status": {
+                "observedGeneration": ready.generation,
+                "conditions": [ready.condition],
+            }
+        });
+        if let Err(e) = api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            self.metrics.error(ErrorKind::StatusUpdate);
+            warn!(namespace = %namespace, name = %name, error = %e, "cannot write the Ready condition");
+            return;
+        }
+        let condition = &ready.condition;
+        if condition.status == "False" {
+            let event = Event {
+                type_: EventType::Warning,
+                reason: condition.reason.clone(),
+                note: Some(condition.message.chars().take(1024).collect()),
+                action: "Validate".into(),
+                secondary: None,
+            };
+            self.events
+                .publish(event, object_ref(namespace, name, ready.uid.clone()));
+        }
+    }
+
+    /// Adds counters to the reaction's status: read, add, replace with the
+    /// resourceVersion read; a conflicting writer makes it read again.
+    async fn add_counts(
+        &self,
+        (namespace, name): &ObjectKey,
+        counts: &Counts,
+    ) -> Result<(), kube::Error> {
+        let api: Api<AlertReaction> = Api::namespaced(self.client.clone(), namespace);
+        let delta = &counts.delta;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut current = api.get_status(name).await?;
+            if current.metadata.uid.as_deref() != Some(counts.uid.as_str()) {
+                return Ok(()); // deleted and recreated meanwhile
+            }
+            let status = current.status.get_or_insert_with(Default::default);
+            if delta.triggers > 0 {
+                status.trigger_count = Some(status.trigger_count.unwrap_or(0) + delta.triggers);
+                status.last_triggered = Some(Time(jiff::Timestamp::now()));
+            }
+            if !delta.jobs.is_empty() {
+                status.last_jobs_created = delta.jobs.clone();
+            }
+            match api
+                .replace_status(name, &PostParams::default(), &current)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 409 && attempt < 20 => {
+                    tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(n: &str) -> JobReference {
+        JobReference {
+            name: n.into(),
+            namespace: "ns".into(),
+            action_name: "a".into(),
+            created_at: Time(jiff::Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    #[test]
+    fn deltas_merge() {
+        let mut d = StatusDelta {
+            triggers: 2,
+            jobs: vec![job("a")],
+        };
+        d.merge(StatusDelta {
+            triggers: 3,
+            jobs: vec![],
+        });
+        assert_eq!(d.triggers, 5);
+        assert_eq!(d.jobs[0].name, "a");
+        d.merge(StatusDelta {
+            triggers: 0,
+            jobs: vec![job("b")],
+        });
+        assert_eq!(d.jobs[0].name, "b");
+    }
+
+    fn counts(uid: &str, triggers: i64, jobs: &[&str]) -> Counts {
+        Counts {
+            uid: uid.into(),
+            delta: StatusDelta {
+                triggers,
+                jobs: jobs.iter().map(|n| job(n)).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn counts_of_one_reaction_add_up_and_a_recreated_one_starts_afresh() {
+        let mut p = Pending::default();
+        p.add_counts(counts("u1", 2, &["a"]));
+        p.add_counts(counts("u1", 3, &[]));
+        assert_eq!(p.counts.as_ref().map(|c| c.delta.triggers), Some(5));
+        p.add_counts(counts("u2", 1, &["b"]));
+        let c = p.counts.as_ref().expect("queued");
+        assert_eq!((c.uid.as_str(), c.delta.triggers), ("u2", 1));
+    }
+
+    #[test]
+    fn a_failed_write_goes_back_under_later_counts() {
+        let mut p = Pending::default();
+        p.add_counts(counts("u1", 1, &["later"]));
+        p.requeue_counts(counts("u1", 4, &["earlier"]));
+        let c = p.counts.as_ref().expect("queued");
+        assert_eq!(c.delta.triggers, 5);
+        assert_eq!(
+            c.delta.jobs[0].name, "later",
+            "the latest trigger's Jobs win"
+        );
+        // Counts of a deleted reaction do not replace its successor's.
+        p.requeue_counts(counts("old", 7, &[]));
+        assert_eq!(p.counts.as_ref().map(|c| c.uid.as_str()), Some("u1"));
+    }
+}

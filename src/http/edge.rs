@@ -1,0 +1,60 @@
+//! What the HTTP edge holds: the daemon's handles it serves requests with.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use hyper::{Request, StatusCode};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::core::snapshot::Snapshot;
+use crate::daemon::executor::Executor;
+use crate::daemon::metrics::{ErrorKind, Metrics};
+use crate::daemon::readiness::Readiness;
+use crate::daemon::reload::Reloader;
+use crate::http::auth::{self, AuthError, Authenticator};
+use crate::http::reply::{error, Resp};
+
+pub struct Edge {
+    pub executor: Arc<Executor>,
+    pub reloader: Arc<Reloader>,
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    pub authenticator: Authenticator,
+}
+
+impl Edge {
+    /// The configuration in effect now: one snapshot per request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshots.borrow().clone()
+    }
+
+    /// 401 with a challenge unless the request carries the configured credentials.
+    pub fn authenticate(&self, req: &Request<Incoming>) -> Result<(), Box<Resp>> {
+        let auth = &self.snapshots.borrow().config.webhook.auth.clone();
+        let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
+        match self.authenticator.check(auth, header) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.metrics
+                    .auth_failures
+                    .with_label_values(&[e.kind()])
+                    .inc();
+                if let AuthError::Unavailable { .. } = e {
+                    self.metrics.error(ErrorKind::AuthConfig);
+                    warn!(error = %e, "cannot check webhook credentials");
+                } else {
+                    debug!(error = %e, "webhook request refused");
+                }
+                let mut r = error(StatusCode::UNAUTHORIZED, format!("unauthorized: {e}"));
+                r.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(auth::challenge(auth.kind)),
+                );
+                Err(Box::new(r))
+            }
+        }
+    }
+}

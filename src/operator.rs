@@ -1,0 +1,163 @@
+//! `karo run`: loads the configuration, builds the daemon's parts with the
+//! handles each needs, serves the HTTP edge, and stops gracefully.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::core::render::Renderer;
+use crate::core::snapshot::Snapshot;
+use crate::daemon::controller::Controller;
+use crate::daemon::events;
+use crate::daemon::executor::Executor;
+use crate::daemon::index::ReactionIndex;
+use crate::daemon::limits::RateLimiter;
+use crate::daemon::metrics::Metrics;
+use crate::daemon::readiness::Readiness;
+use crate::daemon::reload::{ConfigSource, Reloader};
+use crate::daemon::status::StatusOwner;
+use crate::daemon::telemetry;
+use crate::http::auth::Authenticator;
+use crate::http::edge::Edge;
+use crate::http::{server, tls};
+use crate::model::config::{self, Overrides};
+
+/// Loads the configuration, connects to the API server, and serves until stopped.
+pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
+    let file = config::config_file(config_file.as_deref())?;
+    let config = config::load(file.as_deref(), &overrides)?;
+    telemetry::init(&config.log_level, config.log_format)?;
+    let renderer = Arc::new(Renderer::new());
+    let snapshot = Snapshot::prepare(config, &renderer)?;
+    let port = snapshot.config.http.port;
+
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
+    let source = ConfigSource { file, overrides };
+    let reloader = Arc::new(Reloader::new(
+        source,
+        snapshot,
+        renderer.clone(),
+        metrics.clone(),
+    ));
+    reloader.spawn_watcher()?;
+    reloader.spawn_sighup()?;
+
+    let instance = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "karo".into());
+    let (event_sender, event_publisher) =
+        events::channel(client.clone(), instance, metrics.clone());
+    let status = StatusOwner::new(client.clone(), metrics.clone(), event_sender.clone());
+    let index = Arc::new(ReactionIndex::default());
+    let readiness = Arc::new(Readiness::default());
+    let controller = Controller {
+        client: client.clone(),
+        index: index.clone(),
+        renderer: renderer.clone(),
+        snapshots: reloader.subscribe(),
+        status: status.handle(),
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+    };
+    let executor = Arc::new(Executor {
+        client,
+        index,
+        renderer,
+        snapshots: reloader.subscribe(),
+        status: status.handle(),
+        events: event_sender,
+        metrics: metrics.clone(),
+        rate: RateLimiter::default(),
+    });
+    let edge = Arc::new(Edge {
+        executor,
+        reloader: reloader.clone(),
+        snapshots: reloader.subscribe(),
+        metrics,
+        readiness: readiness.clone(),
+        authenticator: Authenticator::default(),
+    });
+
+    let addr = SocketAddr::from(([0, 0, 0, 0], port));
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    info!(%addr, version = env!("CARGO_PKG_VERSION"), "karo listening");
+
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let webhook_config = edge.snapshot().config.webhook.clone();
+    let tls_config = &webhook_config.tls;
+    let mut https = match (
+        tls_config.enabled,
+        &tls_config.cert_file,
+        &tls_config.key_file,
+    ) {
+        (true, Some(cert), Some(key)) => {
+            let server_config = tls::server_config(cert, key)?;
+            let addr = SocketAddr::from(([0, 0, 0, 0], webhook_config.port));
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            info!(%addr, "karo listening for HTTPS");
+            let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+            Some(tokio::spawn(server::serve(
+                edge.clone(),
+                listener,
+                Some(acceptor),
+                stop_rx.clone(),
+            )))
+        }
+        _ => None,
+    };
+    let watch = tokio::spawn(controller.run());
+    tokio::spawn(status.clone().run());
+    tokio::spawn(event_publisher.run());
+    let mut serve = tokio::spawn(server::serve(edge.clone(), listener, None, stop_rx));
+    let https_done = async {
+        match &mut https {
+            Some(handle) => handle.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = https_done => anyhow::bail!("the HTTPS server stopped: {r:?}"),
+        _ = shutdown_signal() => {}
+        r = watch => anyhow::bail!("the AlertReaction watch stopped: {r:?}"),
+        r = &mut serve => anyhow::bail!("the HTTP server stopped: {r:?}"),
+    }
+    // Not ready any more, so the Service stops sending; requests in flight finish.
+    info!("shutting down: finishing requests in flight");
+    readiness.set_stopping();
+    let _ = stop.send(true);
+    let _ = serve.await;
+    if let Some(handle) = https {
+        let _ = handle.await;
+    }
+    // Counters of the last requests, not yet written.
+    status.flush().await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    match term {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
