@@ -115,6 +115,18 @@ pub struct Executor {
     pub rate: RateLimiter,
 }
 
+/// One action carried out: for which reaction and alert, and what happened.
+struct Executed {
+    reaction: Arc<CompiledReaction>,
+    alert: usize,
+    /// The action's position in the reaction.
+    position: usize,
+    outcome: Outcome,
+}
+
+/// The outcomes of one reaction for one alert, in action order.
+type OccurrenceOutcomes = (Arc<CompiledReaction>, Vec<(usize, Outcome)>);
+
 /// One action to execute, with the alert and reaction it belongs to.
 struct Task {
     reaction: Arc<CompiledReaction>,
@@ -163,21 +175,25 @@ impl Executor {
 
         let limit = snapshot.config.limits.max_concurrent_creates.max(1);
         let events = NotificationEvents::new(self.events.clone());
-        let results: Vec<(Arc<CompiledReaction>, usize, usize, Outcome)> =
-            futures::stream::iter(tasks)
-                .map(|task| {
-                    let alert = &notification.alerts[task.alert];
-                    let (events, snapshot) = (&events, &snapshot);
-                    async move {
-                        let outcome = self
-                            .execute(snapshot, &task.reaction, alert, task.action, events)
-                            .await;
-                        (task.reaction, task.alert, task.position, outcome)
+        let results: Vec<Executed> = futures::stream::iter(tasks)
+            .map(|task| {
+                let alert = &notification.alerts[task.alert];
+                let (events, snapshot) = (&events, &snapshot);
+                async move {
+                    let outcome = self
+                        .execute(snapshot, &task.reaction, alert, task.action, events)
+                        .await;
+                    Executed {
+                        reaction: task.reaction,
+                        alert: task.alert,
+                        position: task.position,
+                        outcome,
                     }
-                })
-                .buffer_unordered(limit)
-                .collect()
-                .await;
+                }
+            })
+            .buffer_unordered(limit)
+            .collect()
+            .await;
         events.finish();
         self.record(results, &mut summary);
         summary
@@ -185,15 +201,16 @@ impl Executor {
 
     /// Tallies the outcomes into the summary and queues one status update per
     /// reaction, covering every occurrence it handled here.
-    fn record(
-        &self,
-        results: Vec<(Arc<CompiledReaction>, usize, usize, Outcome)>,
-        summary: &mut Summary,
-    ) {
-        type Occurrence = (String, String, usize);
-        let mut occurrences: BTreeMap<Occurrence, (Arc<CompiledReaction>, Vec<(usize, Outcome)>)> =
+    fn record(&self, results: Vec<Executed>, summary: &mut Summary) {
+        let mut occurrences: BTreeMap<(String, String, usize), OccurrenceOutcomes> =
             BTreeMap::new();
-        for (reaction, alert, position, outcome) in results {
+        for Executed {
+            reaction,
+            alert,
+            position,
+            outcome,
+        } in results
+        {
             match &outcome {
                 Outcome::Created(r) => {
                     summary.created += 1;
