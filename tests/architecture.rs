@@ -288,7 +288,13 @@ fn the_core_needs_no_kubernetes_client_and_no_async_runtime() {
         let code = code_of(&m.text);
         let banned: &[&str] = match folder(name) {
             "core" => &["kube::", "tokio", "hyper", "reqwest"],
-            "model" => &["tokio", "hyper", "kube::Client", "kube::Api", "kube::runtime"],
+            "model" => &[
+                "tokio",
+                "hyper",
+                "kube::Client",
+                "kube::Api",
+                "kube::runtime",
+            ],
             _ => &[],
         };
         for b in banned {

@@ -13,12 +13,12 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::Value;
 
-use karo::alert::parse_notification;
-use karo::config::{JobDefaults, Limits, Policy};
-use karo::crd::AlertReaction;
-use karo::jobs::{build_job, JobInput, Skeleton};
-use karo::reaction::compile;
-use karo::render::Renderer;
+use karo::core::jobs::{build_job, JobInput, Skeleton};
+use karo::core::reaction::compile;
+use karo::core::render::Renderer;
+use karo::model::alert::parse_notification;
+use karo::model::config::{JobDefaults, Limits, Policy};
+use karo::model::crd::AlertReaction;
 
 use crate::pure;
 use crate::report::Report;

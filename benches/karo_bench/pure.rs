@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, ensure, Context as _, Result};
 use serde_json::{json, Value};
 
-use karo::alert::{parse_notification, Notification};
-use karo::config::{JobDefaults, Policy};
-use karo::crd::AlertReaction;
-use karo::index::{Entry, ReactionIndex};
-use karo::jobs::{build_job, JobInput, Skeleton};
-use karo::matching::alert_name_matches;
-use karo::reaction::{compile, CompiledReaction};
-use karo::render::Renderer;
+use karo::core::jobs::{build_job, JobInput, Skeleton};
+use karo::core::matching::alert_name_matches;
+use karo::core::plan::Reactions;
+use karo::core::reaction::{compile, CompiledReaction};
+use karo::core::render::Renderer;
+use karo::daemon::index::{Entry, ReactionIndex};
+use karo::model::alert::{parse_notification, Notification};
+use karo::model::config::{JobDefaults, Policy};
+use karo::model::crd::AlertReaction;
 
 use crate::alloc_count::live_after;
 use crate::report::Report;
@@ -178,7 +179,7 @@ fn ingest_index(index: &ReactionIndex, body: &[u8]) -> (u64, u64) {
     let n = parse(body);
     let mut matched = 0;
     for alert in &n.alerts {
-        for r in index.lookup(alert.alert_name()) {
+        for r in index.for_alert(alert.alert_name()) {
             if r.matchers.matches(alert) && r.spec.trigger_on.contains(&alert.status) {
                 matched += 1;
             }

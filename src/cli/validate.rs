@@ -485,4 +485,33 @@ spec:
             assert!(got.contains(&want), "{want} not in {p:#?}");
         }
     }
+
+    /// Problems of a config file with `yaml` as its content.
+    fn config_problems(yaml: &str) -> Vec<FieldError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        check_config(&path, &doc(yaml), &renderer())
+    }
+
+    #[test]
+    fn config_problems_name_their_keys() {
+        let p = config_problems(
+            "webhook:\n  pth: /x\n  path: hooks\nhttp:\n  port: eighty\nlogFormat: xml\n",
+        );
+        let got = paths(&p);
+        for want in ["webhook.pth", "http.port", "logFormat"] {
+            assert!(got.contains(&want), "{want} not in {p:#?}");
+        }
+    }
+
+    #[test]
+    fn problems_of_the_checks_karo_run_makes_keep_their_keys() {
+        let p = config_problems("webhook:\n  path: /hooks/\n  maxBodyBytes: 0\n");
+        assert_eq!(
+            paths(&p),
+            vec!["webhook.path", "webhook.maxBodyBytes"],
+            "{p:#?}"
+        );
+    }
 }

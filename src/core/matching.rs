@@ -87,7 +87,11 @@ impl CompiledMatcher {
                 Some(anchored_regex(&m.value).map_err(|e| {
                     error(
                         "value",
-                        format!("invalid regular expression {:?}: {e}", m.value),
+                        format!(
+                            "invalid regular expression {:?}: {}",
+                            m.value,
+                            regex_error_message(&e)
+                        ),
                     )
                 })?)
             }
@@ -203,14 +207,14 @@ pub fn alert_name_matches(alert_name: &str, alert: &Alert) -> bool {
 ///
 /// Compiled regexes are shared: thousands of reactions often use the same few
 /// patterns (`critical|page`), and a `Regex` clone shares its automaton.
-fn anchored_regex(value: &str) -> Result<Regex, String> {
+fn anchored_regex(value: &str) -> Result<Regex, regex::Error> {
     static SHARED: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
     let shared = SHARED.get_or_init(Default::default);
     if let Some(re) = lock(shared).get(value) {
         return Ok(re.clone());
     }
-    Regex::new(value).map_err(|e| regex_error_message(&e))?;
-    let re = Regex::new(&format!("^(?s:{value})$")).map_err(|e| regex_error_message(&e))?;
+    Regex::new(value)?;
+    let re = Regex::new(&format!("^(?s:{value})$"))?;
     let mut cache = lock(shared);
     // Bounded: patterns of deleted reactions are not tracked, so start over
     // rather than grow without end.

@@ -355,24 +355,18 @@ spec:
 
     #[test]
     fn dry_run_comes_from_the_reaction_or_the_config() {
-        let r = compiled(&reaction_yaml("disk", "  dryRun: true"));
-        let plan = decide(vec![r], &notification("firing", "critical"), false);
-        assert!(matches!(
-            only_step(&plan),
-            Step::DryRun {
-                by: DryRunBy::Reaction,
-                ..
-            }
-        ));
-        let r = compiled(&reaction_yaml("disk", ""));
-        let plan = decide(vec![r], &notification("firing", "critical"), true);
-        assert!(matches!(
-            only_step(&plan),
-            Step::DryRun {
-                by: DryRunBy::Config,
-                ..
-            }
-        ));
+        for (extra, config_dry_run, want) in [
+            ("  dryRun: true", false, DryRunBy::Reaction),
+            ("", true, DryRunBy::Config),
+        ] {
+            let r = compiled(&reaction_yaml("disk", extra));
+            let plan = decide(vec![r], &notification("firing", "critical"), config_dry_run);
+            assert!(
+                matches!(only_step(&plan), Step::DryRun { by, .. } if *by == want),
+                "{extra:?}, config dryRun {config_dry_run}: {:?}",
+                only_step(&plan)
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_with::skip_serializing_none;
 
 /// Desired state of an `AlertReaction`.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -34,6 +35,8 @@ use serde_json::Value;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[skip_serializing_none]
+
 pub struct AlertReactionSpec {
     /// The alert's `alertname` label must equal this.
     #[schemars(length(min = 1))]
@@ -48,7 +51,6 @@ pub struct AlertReactionSpec {
     pub actions: Vec<Action>,
 
     /// A Kubernetes JobTemplateSpec used as one more Job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_template: Option<JobTemplate>,
 
     /// Volumes available to every action.
@@ -62,7 +64,6 @@ pub struct AlertReactionSpec {
 
     /// After the reaction ran for an alert, later occurrences of the same alert
     /// (same fingerprint) within this window are skipped. Example: `30s`, `10m`, `1h`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
     pub cooldown: Option<String>,
 
@@ -80,17 +81,14 @@ pub struct AlertReactionSpec {
     pub dry_run: bool,
 
     /// Overrides the configured `jobDefaults.ttlSecondsAfterFinished`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i32>,
 
     /// Overrides the configured `jobDefaults.backoffLimit`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub backoff_limit: Option<i32>,
 
     /// Overrides the configured `jobDefaults.activeDeadlineSeconds`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
 }
@@ -166,6 +164,7 @@ pub enum ConcurrencyPolicy {
 }
 
 /// One Job of the earlier implementation's form.
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Action {
@@ -181,40 +180,35 @@ pub struct Action {
     pub args: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volume_mounts: Vec<VolumeMount>,
     /// Service account the Job's pod runs as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
 }
 
 /// An environment variable of an action's container.
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVar {
     #[schemars(length(min = 1))]
     pub name: String,
     /// A template rendered with the alert.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_from: Option<EnvVarSource>,
 }
 
 /// Where an environment variable's value comes from.
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVarSource {
     /// A field of the alert.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_ref: Option<AlertFieldSelector>,
     /// A key of a ConfigMap, passed to the pod as a native `valueFrom`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_key_ref: Option<KeySelector>,
     /// A key of a Secret, passed to the pod as a native `valueFrom`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key_ref: Option<KeySelector>,
 }
 
@@ -228,11 +222,11 @@ pub struct AlertFieldSelector {
 }
 
 /// A key of a ConfigMap or Secret.
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct KeySelector {
     pub name: String,
     pub key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optional: Option<bool>,
 }
 
@@ -277,86 +271,80 @@ impl JsonSchema for Quantity {
 }
 
 /// Mounts one of the reaction's volumes into an action's container.
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeMount {
     /// Must name a volume in `spec.volumes`.
     pub name: String,
     pub mount_path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
 }
 
 /// A volume available to every action of the reaction.
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<ConfigMapVolumeSource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretVolumeSource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub empty_dir: Option<EmptyDirVolumeSource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistent_volume_claim: Option<PersistentVolumeClaimVolumeSource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_path: Option<HostPathVolumeSource>,
 }
 
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapVolumeSource {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_mode: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optional: Option<bool>,
 }
 
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretVolumeSource {
     pub secret_name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_mode: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optional: Option<bool>,
 }
 
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EmptyDirVolumeSource {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub medium: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_limit: Option<Quantity>,
 }
 
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PersistentVolumeClaimVolumeSource {
     pub claim_name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
 }
 
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostPathVolumeSource {
     pub path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+    #[serde(rename = "type")]
     pub type_: Option<String>,
 }
 
 /// A Kubernetes `JobTemplateSpec`. Its contents are kept as written: every string
 /// in them is a template, and the API server validates the Job that results.
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct JobTemplate {
     /// Labels and annotations added to the Job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub metadata: Option<Value>,
     /// A Kubernetes `JobSpec`.
@@ -372,20 +360,18 @@ fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schem
 }
 
 /// Observed state of an `AlertReaction`.
+#[skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertReactionStatus {
     /// The generation the `Ready` condition describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready`: whether the reaction is valid and can fire.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// When the reaction last created (or, in dry run, rendered) Jobs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_triggered: Option<Time>,
     /// How many alert occurrences triggered the reaction.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_count: Option<i64>,
     /// The Jobs created by the last trigger.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
