@@ -25,14 +25,31 @@ pub(super) struct HelperSpec {
     f: HelperFn,
     min: usize,
     max: usize,
-    usage: &'static str,
+    /// The arguments' names, for messages.
+    args: &'static str,
 }
 
 impl HelperSpec {
     /// What is wrong with a call of `got` arguments, if anything.
     pub(super) fn arity_error(&self, got: usize) -> Option<String> {
-        (!(self.min..=self.max).contains(&got))
-            .then(|| format!("helper `{}` takes {}, got {got}", self.name, self.usage))
+        if (self.min..=self.max).contains(&got) {
+            return None;
+        }
+        let count = match (self.min, self.max) {
+            (0, 0) => "no arguments".to_string(),
+            (1, 1) => "1 argument".to_string(),
+            (min, max) if min == max => format!("{min} arguments"),
+            (min, max) => format!("{min} or {max} arguments"),
+        };
+        let names = if self.args.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.args)
+        };
+        Some(format!(
+            "helper `{}` takes {count}{names}, got {got}",
+            self.name
+        ))
     }
 }
 
@@ -41,47 +58,29 @@ const fn spec(
     f: HelperFn,
     min: usize,
     max: usize,
-    usage: &'static str,
+    args: &'static str,
 ) -> HelperSpec {
     HelperSpec {
         name,
         f,
         min,
         max,
-        usage,
+        args,
     }
 }
 
 /// Karo's helpers. None of the crate's built-ins covers these.
 pub(super) const KARO_HELPERS: &[HelperSpec] = &[
-    spec(
-        "default",
-        helper_default,
-        2,
-        2,
-        "2 arguments (value, fallback)",
-    ),
-    spec("lower", helper_lower, 1, 1, "1 argument"),
-    spec("upper", helper_upper, 1, 1, "1 argument"),
-    spec("trunc", helper_trunc, 2, 2, "2 arguments (string, length)"),
-    spec(
-        "replace",
-        helper_replace,
-        3,
-        3,
-        "3 arguments (string, old, new)",
-    ),
-    spec("json", helper_json, 1, 1, "1 argument"),
-    spec("quote", helper_quote, 1, 1, "1 argument"),
-    spec("shellQuote", helper_shell_quote, 1, 1, "1 argument"),
-    spec(
-        "dns1123",
-        helper_dns1123,
-        1,
-        2,
-        "1 or 2 arguments (string, max length)",
-    ),
-    spec("now", helper_now, 0, 0, "no arguments"),
+    spec("default", helper_default, 2, 2, "value, fallback"),
+    spec("lower", helper_lower, 1, 1, ""),
+    spec("upper", helper_upper, 1, 1, ""),
+    spec("trunc", helper_trunc, 2, 2, "string, length"),
+    spec("replace", helper_replace, 3, 3, "string, old, new"),
+    spec("json", helper_json, 1, 1, ""),
+    spec("quote", helper_quote, 1, 1, ""),
+    spec("shellQuote", helper_shell_quote, 1, 1, ""),
+    spec("dns1123", helper_dns1123, 1, 2, "string, max length"),
+    spec("now", helper_now, 0, 0, ""),
 ];
 
 /// A helper that computes a value from its arguments. Returning a value rather
