@@ -1,100 +1,55 @@
-//! A real Alertmanager on loopback.
+//! A real Alertmanager on loopback, and the configurations the tests give it.
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
 use super::bins;
-use super::process::{free_port, lost_port_race, run_output, Proc, TestDir};
-use super::wait_until;
+use super::process::{Proc, TestDir};
+use super::ready::{start_on_free_port, Probe};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const PORT_ATTEMPTS: usize = 3;
 
-/// A `prometheus-alertmanager` process with its own config and storage. Killed on drop.
+/// A `prometheus-alertmanager` process, without clustering, with its own config and
+/// storage. Killed on drop.
 pub struct Alertmanager {
     // Field order matters: the process is killed before its dir is removed.
     proc: Proc,
     url: String,
-    cluster_address: Option<String>,
     dir: TestDir,
 }
 
 impl Alertmanager {
-    /// A single Alertmanager, without clustering.
-    pub async fn start(config_yaml: &str) -> Result<Alertmanager> {
-        Self::start_peer(config_yaml, None, &[]).await
+    pub async fn start(config: &AlertmanagerConfig) -> Alertmanager {
+        Alertmanager::try_start(config)
+            .await
+            .unwrap_or_else(|e| panic!("starting Alertmanager: {e:#}"))
     }
 
-    /// An HA peer: gossip on `cluster_listen` (a loopback `host:port`; `None` disables
-    /// clustering) and join `peers` (their cluster addresses).
-    pub async fn start_peer(
-        config_yaml: &str,
-        cluster_listen: Option<&str>,
-        peers: &[String],
-    ) -> Result<Alertmanager> {
-        let mut args = vec![format!(
-            "--cluster.listen-address={}",
-            cluster_listen.unwrap_or("")
-        )];
-        args.extend(peers.iter().map(|p| format!("--cluster.peer={p}")));
-        Self::start_with_args(config_yaml, &args, cluster_listen).await
-    }
-
-    /// Any further flags (for example `--cluster.peer-timeout=1s`, `--log.level=debug`).
-    /// `args` must include a `--cluster.listen-address`.
-    pub async fn start_with_args(
-        config_yaml: &str,
-        args: &[String],
-        cluster_address: Option<&str>,
-    ) -> Result<Alertmanager> {
+    async fn try_start(config: &AlertmanagerConfig) -> Result<Alertmanager> {
         let bin = bins::alertmanager()?;
         let dir = TestDir::new("alertmanager")?;
-        let config = dir.path().join("alertmanager.yml");
-        fs::write(&config, config_yaml)?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let port = free_port();
+        let config_file = dir.path().join("alertmanager.yml");
+        fs::write(&config_file, config.yaml())?;
+        let (proc, _, url) = start_on_free_port(READY_TIMEOUT, |port, attempt| {
+            let url = format!("http://127.0.0.1:{port}");
             let mut cmd = Command::new(&bin);
-            cmd.arg(format!("--config.file={}", config.display()))
+            cmd.arg(format!("--config.file={}", config_file.display()))
                 .arg(format!(
                     "--storage.path={}",
                     dir.path().join(format!("data-{attempt}")).display()
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .args(args);
-            let mut proc = Proc::spawn("alertmanager", cmd, &dir.path().join("alertmanager.log"))?;
-            let url = format!("http://127.0.0.1:{port}");
-            match wait_ready(&mut proc, &url).await {
-                Ok(()) => {
-                    return Ok(Alertmanager {
-                        proc,
-                        url,
-                        cluster_address: cluster_address.map(str::to_string),
-                        dir,
-                    })
-                }
-                Err(e) if attempt < PORT_ATTEMPTS && lost_port_race(&proc.log_tail(20)) => {
-                    eprintln!("karo tests: alertmanager port {port} was taken, retrying: {e:#}");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// `http://127.0.0.1:<port>`.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The gossip address, for `--cluster.peer` of another peer.
-    pub fn cluster_address(&self) -> Option<&str> {
-        self.cluster_address.as_deref()
+                .arg("--cluster.listen-address=");
+            let proc = Proc::spawn("alertmanager", cmd, &dir.path().join("alertmanager.log"))?;
+            Ok((proc, Probe::get(format!("{url}/-/ready")), url))
+        })
+        .await?;
+        Ok(Alertmanager { proc, url, dir })
     }
 
     pub fn pid(&self) -> u32 {
@@ -105,52 +60,43 @@ impl Alertmanager {
         self.dir.path()
     }
 
-    pub fn log_text(&self) -> String {
-        self.proc.log_text()
-    }
-
-    /// `amtool` with `--alertmanager.url` set; add the subcommand and run it.
-    pub fn amtool(&self) -> Command {
-        let mut cmd = Command::new(bins::amtool().expect("amtool"));
-        cmd.arg(format!("--alertmanager.url={}", self.url));
-        cmd
-    }
-
-    /// Runs `amtool <args>` against this Alertmanager and returns its output.
-    pub fn amtool_output(&self, args: &[&str]) -> Output {
-        let mut cmd = self.amtool();
-        cmd.args(args);
-        run_output(cmd, None).expect("running amtool")
-    }
-
-    /// Posts a firing alert (`endsAt` left to Alertmanager). `alertname` is a label.
+    /// Posts a firing alert (`startsAt` and `endsAt` left to Alertmanager).
+    /// `alertname` is a label.
     pub async fn fire(&self, labels: &[(&str, &str)], annotations: &[(&str, &str)]) {
-        let alert = json!({
-            "labels": to_map(labels),
-            "annotations": to_map(annotations),
-        });
-        self.post_alerts(&json!([alert]))
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
+        self.post_alert(alert(labels, annotations)).await;
+    }
+
+    /// Posts a firing alert that started at `starts_at`: for Alertmanager, a new
+    /// occurrence when it differs from the earlier one's.
+    pub async fn fire_starting(
+        &self,
+        starts_at: &str,
+        labels: &[(&str, &str)],
+        annotations: &[(&str, &str)],
+    ) {
+        let mut alert = alert(labels, annotations);
+        alert["startsAt"] = json!(starts_at);
+        self.post_alert(alert).await;
     }
 
     /// Resolves the alert with these labels (`endsAt` now). `startsAt` equals `endsAt`
     /// so Alertmanager keeps the earlier `startsAt` of the firing alert.
     pub async fn resolve(&self, labels: &[(&str, &str)], annotations: &[(&str, &str)]) {
         let now = jiff::Timestamp::now().to_string();
-        let alert = json!({
-            "labels": to_map(labels),
-            "annotations": to_map(annotations),
-            "startsAt": now,
-            "endsAt": now,
-        });
+        let mut alert = alert(labels, annotations);
+        alert["startsAt"] = json!(now);
+        alert["endsAt"] = json!(now);
+        self.post_alert(alert).await;
+    }
+
+    /// `POST /api/v2/alerts` with one alert.
+    async fn post_alert(&self, alert: Value) {
         self.post_alerts(&json!([alert]))
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
-    /// `POST /api/v2/alerts` with a JSON array of alerts.
-    pub async fn post_alerts(&self, alerts: &Value) -> Result<()> {
+    async fn post_alerts(&self, alerts: &Value) -> Result<()> {
         let resp = reqwest::Client::new()
             .post(format!("{}/api/v2/alerts", self.url))
             .json(alerts)
@@ -167,67 +113,125 @@ impl Alertmanager {
         }
         Ok(())
     }
-
-    /// `GET /api/v2/alerts`: the alerts Alertmanager currently holds.
-    pub async fn alerts(&self) -> Result<Value> {
-        Ok(reqwest::Client::new()
-            .get(format!("{}/api/v2/alerts", self.url))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
-    }
 }
 
-/// A config that sends every alert, grouped by `alertname`, to one webhook at once.
-pub fn webhook_config(webhook_url: &str) -> String {
-    format!(
-        "route:
-  receiver: karo
-  group_by: [alertname]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-- name: karo
-  webhook_configs:
-  - url: '{webhook_url}'
-    send_resolved: true
-"
-    )
+fn alert(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Value {
+    json!({"labels": to_map(labels), "annotations": to_map(annotations)})
 }
 
 fn to_map(pairs: &[(&str, &str)]) -> Map<String, Value> {
     pairs
         .iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .map(|(k, v)| (k.to_string(), json!(v)))
         .collect()
 }
 
-async fn wait_ready(proc: &mut Proc, url: &str) -> Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let ready = format!("{url}/-/ready");
-    let waited = wait_until(READY_TIMEOUT, || {
-        let exited = proc.exited();
-        let get = http.get(&ready).send();
-        async move {
-            exited
-                || match get.await {
-                    Ok(r) => r.status().is_success(),
-                    Err(_) => false,
-                }
+/// An Alertmanager configuration: one route to one receiver, `karo`, whose webhooks
+/// are Karo's. Built as data, so that every test states only what it changes.
+#[derive(Clone, Debug)]
+pub struct AlertmanagerConfig {
+    group_by: Vec<String>,
+    repeat_interval: String,
+    urls: Vec<String>,
+    send_resolved: bool,
+    http_config: Map<String, Value>,
+}
+
+impl AlertmanagerConfig {
+    /// Every alert, grouped by `alertname`, to the webhook at `url`: at once
+    /// (`group_wait` 0s, `group_interval` 1s), again after an hour, resolved ones too.
+    pub fn webhook(url: &str) -> AlertmanagerConfig {
+        AlertmanagerConfig {
+            urls: vec![url.to_string()],
+            ..AlertmanagerConfig::nowhere()
         }
-    })
-    .await;
-    proc.check_running()?;
-    waited.map_err(|e| {
-        anyhow!(
-            "alertmanager at {url} not ready ({e}); last lines of its log:\n{}",
-            proc.log_tail(40)
-        )
-    })
+    }
+
+    /// A receiver without webhooks: Alertmanager runs and notifies nobody.
+    pub fn nowhere() -> AlertmanagerConfig {
+        AlertmanagerConfig {
+            group_by: vec!["alertname".to_string()],
+            repeat_interval: "1h".to_string(),
+            urls: Vec::new(),
+            send_resolved: true,
+            http_config: Map::new(),
+        }
+    }
+
+    /// Every notification goes to `url` as well, with the same settings.
+    pub fn and_webhook(mut self, url: &str) -> AlertmanagerConfig {
+        self.urls.push(url.to_string());
+        self
+    }
+
+    pub fn group_by(mut self, labels: &[&str]) -> AlertmanagerConfig {
+        self.group_by = labels.iter().map(|l| l.to_string()).collect();
+        self
+    }
+
+    pub fn repeat_interval(mut self, interval: &str) -> AlertmanagerConfig {
+        self.repeat_interval = interval.to_string();
+        self
+    }
+
+    /// Resolved alerts are not sent.
+    pub fn firing_only(mut self) -> AlertmanagerConfig {
+        self.send_resolved = false;
+        self
+    }
+
+    /// `http_config.basic_auth` of the webhooks.
+    pub fn basic_auth(mut self, username: &str, password: &str) -> AlertmanagerConfig {
+        self.http_config.insert(
+            "basic_auth".into(),
+            json!({"username": username, "password": password}),
+        );
+        self
+    }
+
+    /// `http_config.authorization.credentials_file` (a bearer token) of the webhooks.
+    pub fn bearer_token_file(mut self, path: &Path) -> AlertmanagerConfig {
+        self.http_config.insert(
+            "authorization".into(),
+            json!({"credentials_file": PathBuf::from(path)}),
+        );
+        self
+    }
+
+    /// `http_config.tls_config.ca_file` of the webhooks.
+    pub fn ca_file(mut self, path: &Path) -> AlertmanagerConfig {
+        self.http_config
+            .insert("tls_config".into(), json!({"ca_file": PathBuf::from(path)}));
+        self
+    }
+
+    /// `alertmanager.yml`.
+    pub fn yaml(&self) -> String {
+        let webhooks: Vec<Value> = self
+            .urls
+            .iter()
+            .map(|url| {
+                let mut webhook = json!({"url": url, "send_resolved": self.send_resolved});
+                if !self.http_config.is_empty() {
+                    webhook["http_config"] = Value::Object(self.http_config.clone());
+                }
+                webhook
+            })
+            .collect();
+        let mut receiver = json!({"name": "karo"});
+        if !webhooks.is_empty() {
+            receiver["webhook_configs"] = Value::Array(webhooks);
+        }
+        let config = json!({
+            "route": {
+                "receiver": "karo",
+                "group_by": self.group_by,
+                "group_wait": "0s",
+                "group_interval": "1s",
+                "repeat_interval": self.repeat_interval,
+            },
+            "receivers": [receiver],
+        });
+        serde_yaml::to_string(&config).expect("an Alertmanager config as YAML")
+    }
 }

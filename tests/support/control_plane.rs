@@ -7,30 +7,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::CustomResourceExt;
 
-use karo::crd::AlertReaction;
-
 use super::bins;
-use super::process::{free_port, lost_port_race, random_hex, run_output, Proc, TestDir};
-use super::wait_until;
+use super::karo_lib::AlertReaction;
+use super::process::{free_port, random_hex, run_output, Proc, TestDir};
+use super::ready::{start_on_free_port, wait_until, Probe};
 
 /// Hang guards for startup; a healthy start takes a few seconds.
 const ETCD_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const APISERVER_READY_TIMEOUT: Duration = Duration::from_secs(120);
-/// Attempts when another process takes a port between `free_port()` and the bind.
-const PORT_ATTEMPTS: usize = 3;
 
 /// A kube-apiserver backed by its own etcd. Stopped (and its dir removed) on drop.
 pub struct ControlPlane {
     dir: TestDir,
     etcd: Proc,
-    etcd_url: String,
     apiserver: Option<Proc>,
     apiserver_bin: PathBuf,
     apiserver_args: Vec<String>,
@@ -89,20 +85,13 @@ impl ControlPlane {
         let (etcd, etcd_url) = start_etcd(dir.path()).await?;
         let apiserver_bin = bins::kube_apiserver()?;
 
-        let mut attempt = 0;
-        let (apiserver, port, apiserver_args) = loop {
-            attempt += 1;
-            let port = free_port();
-            let args = apiserver_args(dir.path(), &etcd_url, port);
-            let mut proc = spawn_apiserver(dir.path(), &apiserver_bin, &args)?;
-            match wait_apiserver_ready(&mut proc, port, &token).await {
-                Ok(()) => break (proc, port, args),
-                Err(e) if attempt < PORT_ATTEMPTS && lost_port_race(&proc.log_tail(20)) => {
-                    eprintln!("karo tests: apiserver port {port} was taken, retrying: {e:#}");
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let (apiserver, port, apiserver_args) =
+            start_on_free_port(APISERVER_READY_TIMEOUT, |port, _| {
+                let args = apiserver_args(dir.path(), &etcd_url, port);
+                let proc = spawn_apiserver(dir.path(), &apiserver_bin, &args)?;
+                Ok((proc, apiserver_probe(port, &token), args))
+            })
+            .await?;
 
         let url = format!("https://127.0.0.1:{port}");
         let kubeconfig = dir.path().join("kubeconfig");
@@ -115,7 +104,6 @@ impl ControlPlane {
         Ok(ControlPlane {
             dir,
             etcd,
-            etcd_url,
             apiserver: Some(apiserver),
             apiserver_bin,
             apiserver_args,
@@ -136,17 +124,10 @@ impl ControlPlane {
         &self.url
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Bearer token of `admin` (group `system:masters`).
+    #[allow(dead_code, reason = "only benches/karo_bench uses it")]
     pub fn token(&self) -> &str {
         &self.token
-    }
-
-    pub fn etcd_url(&self) -> &str {
-        &self.etcd_url
     }
 
     /// The control plane's temp dir (removed on drop).
@@ -163,6 +144,7 @@ impl ControlPlane {
         self.apiserver.as_ref().map(Proc::pid)
     }
 
+    #[allow(dead_code, reason = "only benches/karo_bench uses it")]
     pub fn apiserver_log(&self) -> PathBuf {
         self.dir.path().join("kube-apiserver.log")
     }
@@ -260,7 +242,10 @@ impl ControlPlane {
         }
         let mut proc = spawn_apiserver(self.dir.path(), &self.apiserver_bin, &self.apiserver_args)
             .unwrap_or_else(|e| panic!("{e:#}"));
-        if let Err(e) = wait_apiserver_ready(&mut proc, self.port, &self.token).await {
+        if let Err(e) = apiserver_probe(self.port, &self.token)
+            .wait(&mut proc, APISERVER_READY_TIMEOUT)
+            .await
+        {
             panic!("restarting the API server on port {}: {e:#}", self.port);
         }
         self.apiserver = Some(proc);
@@ -277,12 +262,9 @@ impl Drop for ControlPlane {
 
 async fn start_etcd(dir: &Path) -> Result<(Proc, String)> {
     let bin = bins::etcd()?;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let (client_port, peer_port) = (free_port(), free_port());
+    let (proc, _, client_url) = start_on_free_port(ETCD_READY_TIMEOUT, |client_port, attempt| {
         let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
         let data_dir = dir.join(format!("etcd-{attempt}"));
         let mut cmd = Command::new(&bin);
         cmd.arg("--name=karo-test")
@@ -294,41 +276,11 @@ async fn start_etcd(dir: &Path) -> Result<(Proc, String)> {
             .arg(format!("--initial-cluster=karo-test={peer_url}"))
             .arg("--initial-cluster-state=new")
             .env_remove("ETCDCTL_API");
-        let mut proc = Proc::spawn("etcd", cmd, &dir.join("etcd.log"))?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
-        let health = format!("{client_url}/health");
-        let ready = wait_until(ETCD_READY_TIMEOUT, || {
-            let exited = proc.exited();
-            let get = http.get(&health).send();
-            async move {
-                exited
-                    || match get.await {
-                        Ok(r) => r.status().is_success(),
-                        Err(_) => false,
-                    }
-            }
-        })
-        .await;
-        if ready.is_ok() && !proc.exited() {
-            return Ok((proc, client_url));
-        }
-        let tail = proc.log_tail(40);
-        if proc.exited() && attempt < PORT_ATTEMPTS && lost_port_race(&tail) {
-            eprintln!("karo tests: an etcd port was taken, retrying");
-            continue;
-        }
-        bail!(
-            "etcd {}; last lines of {}:\n{tail}",
-            if proc.exited() {
-                "exited"
-            } else {
-                "did not become healthy"
-            },
-            proc.log_path().display()
-        );
-    }
+        let proc = Proc::spawn("etcd", cmd, &dir.join("etcd.log"))?;
+        Ok((proc, Probe::get(format!("{client_url}/health")), client_url))
+    })
+    .await?;
+    Ok((proc, client_url))
 }
 
 fn apiserver_args(dir: &Path, etcd_url: &str, port: u16) -> Vec<String> {
@@ -356,32 +308,9 @@ fn spawn_apiserver(dir: &Path, bin: &Path, args: &[String]) -> Result<Proc> {
     Proc::spawn("kube-apiserver", cmd, &dir.join("kube-apiserver.log"))
 }
 
-async fn wait_apiserver_ready(proc: &mut Proc, port: u16, token: &str) -> Result<()> {
-    let http = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let readyz = format!("https://127.0.0.1:{port}/readyz");
-    let ready = wait_until(APISERVER_READY_TIMEOUT, || {
-        let exited = proc.exited();
-        let get = http.get(&readyz).bearer_auth(token).send();
-        async move {
-            exited
-                || match get.await {
-                    Ok(r) => r.status().is_success(),
-                    Err(_) => false,
-                }
-        }
-    })
-    .await;
-    proc.check_running()?;
-    ready.map_err(|e| {
-        anyhow!(
-            "kube-apiserver on port {port} not ready ({e}); last lines of {}:\n{}",
-            proc.log_path().display(),
-            proc.log_tail(40)
-        )
-    })
+/// Ready when `/readyz`, asked as admin, answers 200.
+fn apiserver_probe(port: u16, token: &str) -> Probe {
+    Probe::get(format!("https://127.0.0.1:{port}/readyz")).bearer(token)
 }
 
 async fn wait_crd_established(client: &kube::Client, name: &str) -> Result<()> {

@@ -343,11 +343,6 @@ pub fn free_port() -> u16 {
         .expect("cannot bind a loopback port")
 }
 
-/// Whether a startup failure was a lost race for a port (worth retrying on another).
-pub fn lost_port_race(log: &str) -> bool {
-    log.contains("address already in use")
-}
-
 /// Random lowercase hex, from the kernel.
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

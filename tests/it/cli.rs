@@ -6,16 +6,12 @@
 //! intended change of the output, regenerate them and review the diff:
 //!
 //! ```text
-//! KARO_UPDATE_GOLDEN=1 cargo test --test cli golden
+//! KARO_UPDATE_GOLDEN=1 cargo test --test it cli::golden
 //! ```
 //!
 //! The tests that need the platform (a kube-apiserver, Alertmanager) find it as the
 //! other integration tests do: `eval "$(bash tests/platform/setup.sh)"` first.
 
-mod common;
-mod support;
-
-use std::path::Path;
 use std::process::{Command, Output};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -23,34 +19,14 @@ use kube::api::PostParams;
 use kube::Api;
 use serde_json::Value;
 
-use common::*;
-use support::ControlPlane;
+use crate::support::files::{documents, read, repo_path, stderr, stdout};
+use crate::support::karo_bin;
+use crate::support::karo_lib::PLACEHOLDER_UID;
+use crate::support::karo_process::karo_command as karo;
+use crate::support::scenario::Scenario;
 
 /// Stands in for a missing `startsAt`, so that every golden is reproducible.
 const RECEIVED_AT: &str = "2026-11-20T12:00:00Z";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs `karo <args>` from the repository root, with no config file from the
-/// environment (the built-in defaults, as on a workstation).
-fn karo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_karo"))
-        .current_dir(root())
-        .env_remove("KARO_CONFIG")
-        .args(args)
-        .output()
-        .expect("running karo")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn render(reactions: &[&str], payload: &str, extra: &[&str]) -> Output {
     let mut args = vec!["render"];
@@ -62,12 +38,12 @@ fn render(reactions: &[&str], payload: &str, extra: &[&str]) -> Output {
     karo(&args)
 }
 
-/// The YAML documents of `karo render`'s output, as JSON values.
-fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).expect("rendered YAML"))
-        .filter(|v| !v.is_null())
-        .collect()
+/// Runs a `karo render` that must fail with exit code 1; returns its stdout and
+/// stderr.
+fn failed_render(reactions: &[&str], payload: &str) -> (String, String) {
+    let out = render(reactions, payload, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    (stdout(&out), stderr(&out))
 }
 
 // ---------------------------------------------------------------------------
@@ -126,7 +102,7 @@ fn golden_render_of_every_example() {
         );
         let text = stdout(&out);
         assert_eq!(documents(&text).len(), *n, "Jobs of {reaction}:\n{text}");
-        let golden = root().join(format!("tests/fixtures/cli/golden/{name}.yaml"));
+        let golden = repo_path(&format!("tests/fixtures/cli/golden/{name}.yaml"));
         if update {
             std::fs::write(&golden, &text).expect("writing golden");
             continue;
@@ -190,7 +166,7 @@ fn render_explains_matches_and_misses() {
     // Without a UID in the file: the documented placeholder.
     assert_eq!(
         jobs[0]["metadata"]["ownerReferences"][0]["uid"],
-        karo::offline::PLACEHOLDER_UID
+        PLACEHOLDER_UID
     );
     assert_eq!(jobs[0]["metadata"]["namespace"], "default");
     for needle in [
@@ -226,59 +202,43 @@ fn render_is_reproducible_and_prints_json_too() {
 
 #[test]
 fn render_fails_on_errors() {
+    let payload = "tests/fixtures/cli/render/payload.json";
     // A template that needs a label the alert lacks: strict mode fails the render.
-    let out = render(
-        &["tests/fixtures/cli/render/needs-team.yaml"],
-        "tests/fixtures/cli/render/payload.json",
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let (out, err) = failed_render(&["tests/fixtures/cli/render/needs-team.yaml"], payload);
     assert!(err.contains("render failed"), "{err}");
     assert!(err.contains("labels.team"), "{err}");
-    assert!(stdout(&out).is_empty());
+    assert!(out.is_empty());
 
     // An invalid reaction among valid ones: the others still render, exit 1.
-    let out = render(
+    let (out, err) = failed_render(
         &[
             "tests/fixtures/cli/render/invalid.yaml",
             "tests/fixtures/cli/render/behaviours.yaml",
         ],
-        "tests/fixtures/cli/render/payload.json",
-        &[],
+        payload,
     );
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
     assert!(
         err.contains("reaction invalid: InvalidMatcher: spec.matchers[0].value"),
         "{err}"
     );
-    assert_eq!(documents(&stdout(&out)).len(), 2);
+    assert_eq!(documents(&out).len(), 2);
 
     // Not an Alertmanager payload.
     let dir = tempfile::tempdir().expect("temp dir");
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, r#"{"alerts": "none"}"#).expect("writing payload");
-    let out = render(
+    let (_, err) = failed_render(
         &["examples/test-alert.yaml"],
         bad.to_str().expect("utf-8 path"),
-        &[],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("field `alerts`"), "{}", stderr(&out));
+    assert!(err.contains("field `alerts`"), "{err}");
 
     // No such file.
-    let out = render(
+    let (_, err) = failed_render(
         &["examples/no-such-reaction.yaml"],
         "examples/payloads/test-alert.json",
-        &[],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("no such file or directory"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(err.contains("no such file or directory"), "{err}");
 }
 
 // ---------------------------------------------------------------------------
@@ -460,9 +420,6 @@ fn comparable(job: &Job) -> Value {
 
 #[tokio::test]
 async fn render_builds_the_jobs_the_daemon_creates() {
-    let cp = ControlPlane::shared();
-    cp.install_crd().await;
-    let ns = cp.namespace("render-vs-daemon").await;
     let cases = [
         (
             "examples/disk-cleanup.yaml",
@@ -475,31 +432,27 @@ async fn render_builds_the_jobs_the_daemon_creates() {
             "examples/payloads/shell-diagnostics.json",
         ),
     ];
+    let mut scenario = Scenario::build("render-vs-daemon");
     for (file, _, _) in &cases {
-        let yaml = std::fs::read_to_string(root().join(file)).expect("example");
-        apply_reaction(cp, &ns, &yaml).await;
+        scenario = scenario.reaction(&read(repo_path(file)));
     }
-    let karo_daemon = start_karo(cp, &ns, "").await;
-    for (_, name, _) in &cases {
-        wait_ready_condition(cp, &ns, name, "True").await;
-    }
+    let (s, karo_daemon) = scenario.start().await;
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let jobs_api: Api<Job> = Api::namespaced(cp.client().await, &ns);
+    let jobs_api: Api<Job> = Api::namespaced(s.cp().client().await, &s.ns);
     let mut total = 0;
     for (_, name, payload) in &cases {
-        let body: Value =
-            serde_json::from_str(&std::fs::read_to_string(root().join(payload)).expect("payload"))
-                .expect("payload JSON");
-        let (code, summary) = post_json(&karo_daemon.webhook(), &body).await;
+        let body: Value = serde_json::from_str(&read(repo_path(payload))).expect("payload JSON");
+        let (code, summary) = karo_daemon.notify(&body).await;
         assert_eq!(code, 200, "{summary}");
 
         // The reaction as the API server has it: its real UID and namespace.
-        let stored = reaction(cp, &ns, name).await;
+        let stored = s.reaction(name).await;
         let manifest = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&manifest, serde_yaml::to_string(&stored).expect("YAML"))
             .expect("writing the reaction");
-        let config = karo_daemon.config.path().to_str().expect("utf-8 path");
+        let config = karo_daemon.config_path();
+        let config = config.to_str().expect("utf-8 path");
         let out = render(
             &[manifest.to_str().expect("utf-8 path")],
             payload,
@@ -538,7 +491,7 @@ async fn render_builds_the_jobs_the_daemon_creates() {
             );
         }
     }
-    assert_eq!(jobs(cp, &ns).await.len(), total, "no other Job was created");
+    assert_eq!(s.jobs().await.len(), total, "no other Job was created");
 }
 
 // ---------------------------------------------------------------------------
@@ -547,9 +500,9 @@ async fn render_builds_the_jobs_the_daemon_creates() {
 #[test]
 fn demo_script_ends_with_the_job_and_its_command() {
     let out = Command::new("bash")
-        .arg(root().join("tests/platform/demo.sh"))
-        .current_dir(root())
-        .env("KARO_BIN", env!("CARGO_BIN_EXE_karo"))
+        .arg(repo_path("tests/platform/demo.sh"))
+        .current_dir(repo_path(""))
+        .env("KARO_BIN", karo_bin())
         .output()
         .expect("running tests/platform/demo.sh");
     let text = stdout(&out);

@@ -1,8 +1,6 @@
 //! The AlertReaction CRD against a real kube-apiserver, the committed CRD files, and
 //! the hygiene of the test platform itself.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -10,23 +8,19 @@ use std::time::Duration;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde_json::{json, Value};
 
-use karo::crd::{crd_yaml, AlertReaction};
-use support::process::{remove_stale_dirs, run_output};
-use support::{karo_bin, pid_alive, wait_until, Alertmanager, ControlPlane, Proc, TestDir};
+use crate::support::alertmanager::{Alertmanager, AlertmanagerConfig};
+use crate::support::files::{read, repo_path, succeeded, yaml};
+use crate::support::karo_lib::{crd_yaml, AlertReaction};
+use crate::support::karo_process::karo_command;
+use crate::support::process::{pid_alive, remove_stale_dirs};
+use crate::support::scenario::Scenario;
+use crate::support::{wait_until, ControlPlane, Proc, TestDir};
 
 const HANG_GUARD: Duration = Duration::from_secs(60);
 
-fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
-
 /// A fixture manifest as JSON, with its namespace set to `namespace`.
 fn fixture(name: &str, namespace: &str) -> Value {
-    let path = repo_path(&format!("tests/fixtures/{name}"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let mut manifest: Value =
-        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+    let mut manifest = yaml(&read(repo_path(&format!("tests/fixtures/{name}"))));
     manifest["metadata"]["namespace"] = json!(namespace);
     manifest
 }
@@ -35,39 +29,17 @@ fn dynamic_api(client: kube::Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client, namespace, &ApiResource::erase::<AlertReaction>(&()))
 }
 
-fn stdout_of(output: &std::process::Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[tokio::test]
 async fn karo_crd_output_applies_and_kubectl_shows_the_printer_columns() {
     // An API server of its own, so that the CRD is new to it.
     let cp = ControlPlane::start().await.expect("control plane");
 
-    let crd = stdout_of(
-        &run_output(
-            {
-                let mut cmd = Command::new(karo_bin());
-                cmd.arg("crd");
-                cmd
-            },
-            None,
-        )
-        .expect("running karo crd"),
-        "karo crd",
-    );
-    stdout_of(
+    let crd = succeeded(&karo_command(&["crd"]), "karo crd");
+    succeeded(
         &cp.kubectl_with_stdin(&["apply", "-f", "-"], Some(crd.as_bytes())),
         "kubectl apply -f - (karo crd)",
     );
-    stdout_of(
+    succeeded(
         &cp.kubectl(&[
             "wait",
             "--for=condition=Established",
@@ -87,12 +59,12 @@ async fn karo_crd_output_applies_and_kubectl_shows_the_printer_columns() {
     .expect("the AlertReaction resource is served");
 
     let legacy = fixture("legacy-actions.yaml", &ns).to_string();
-    stdout_of(
+    succeeded(
         &cp.kubectl_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(legacy.as_bytes())),
         "kubectl apply (legacy-actions.yaml)",
     );
 
-    let table = stdout_of(&cp.kubectl(&["get", "ar", "-n", &ns]), "kubectl get ar");
+    let table = succeeded(&cp.kubectl(&["get", "ar", "-n", &ns]), "kubectl get ar");
     eprintln!("kubectl get ar:\n{table}");
     let mut lines = table.lines();
     let header: Vec<&str> = lines
@@ -131,23 +103,22 @@ async fn karo_crd_output_applies_and_kubectl_shows_the_printer_columns() {
 /// Applies a fixture and checks that its spec survives the API server and the
 /// `AlertReaction` type: equal to what was written, plus the CRD's defaults.
 async fn assert_round_trip(fixture_name: &str) {
-    let cp = ControlPlane::shared();
-    cp.install_crd().await;
-    let ns = cp
-        .namespace(&format!(
-            "round-trip-{}",
-            fixture_name.trim_end_matches(".yaml")
-        ))
-        .await;
-    let client = cp.client().await;
-    let manifest = fixture(fixture_name, &ns);
+    let s = Scenario::build(&format!(
+        "round-trip-{}",
+        fixture_name.trim_end_matches(".yaml")
+    ))
+    .create()
+    .await;
+    let ns = &s.ns;
+    let client = s.cp().client().await;
+    let manifest = fixture(fixture_name, ns);
     let name = manifest["metadata"]["name"]
         .as_str()
         .expect("fixture has a name")
         .to_string();
 
     let object: DynamicObject = serde_json::from_value(manifest.clone()).expect("a k8s object");
-    dynamic_api(client.clone(), &ns)
+    dynamic_api(client.clone(), ns)
         .create(&PostParams::default(), &object)
         .await
         .unwrap_or_else(|e| panic!("the API server rejected {fixture_name}: {e}"));
@@ -158,7 +129,7 @@ async fn assert_round_trip(fixture_name: &str) {
     spec.entry("concurrencyPolicy").or_insert(json!("Allow"));
 
     // What the server stored (pruning would show here)...
-    let stored = dynamic_api(client.clone(), &ns)
+    let stored = dynamic_api(client.clone(), ns)
         .get(&name)
         .await
         .expect("get as DynamicObject");
@@ -167,7 +138,7 @@ async fn assert_round_trip(fixture_name: &str) {
         "{fixture_name}: the API server changed the spec"
     );
     // ...and what Karo's type makes of it.
-    let reaction = Api::<AlertReaction>::namespaced(client, &ns)
+    let reaction = Api::<AlertReaction>::namespaced(client, ns)
         .get(&name)
         .await
         .expect("get as AlertReaction");
@@ -188,15 +159,18 @@ async fn legacy_actions_reaction_round_trips() {
     assert_round_trip("legacy-actions.yaml").await;
 }
 
-/// Creates `manifest` and returns the API server's error message.
-async fn rejection(manifest: Value) -> String {
-    let cp = ControlPlane::shared();
-    cp.install_crd().await;
-    let ns = cp.namespace("rejected").await;
-    let mut manifest = manifest;
-    manifest["metadata"]["namespace"] = json!(ns);
+/// Creates an AlertReaction `name` with `spec` and returns the API server's error
+/// message.
+async fn rejection(name: &str, spec: Value) -> String {
+    let s = Scenario::build("rejected").create().await;
+    let manifest = json!({
+        "apiVersion": "karo.io/v1alpha1",
+        "kind": "AlertReaction",
+        "metadata": {"name": name, "namespace": s.ns},
+        "spec": spec,
+    });
     let object: DynamicObject = serde_json::from_value(manifest).expect("a k8s object");
-    match dynamic_api(cp.client().await, &ns)
+    match dynamic_api(s.cp().client().await, &s.ns)
         .create(&PostParams::default(), &object)
         .await
     {
@@ -211,16 +185,14 @@ async fn rejection(manifest: Value) -> String {
 
 #[tokio::test]
 async fn api_server_rejects_an_unknown_matcher_operator() {
-    let message = rejection(json!({
-        "apiVersion": "karo.io/v1alpha1",
-        "kind": "AlertReaction",
-        "metadata": {"name": "double-equals"},
-        "spec": {
+    let message = rejection(
+        "double-equals",
+        json!({
             "alertName": "HighCPUUsage",
             "matchers": [{"name": "severity", "operator": "==", "value": "critical"}],
             "actions": [{"name": "a", "image": "busybox"}]
-        }
-    }))
+        }),
+    )
     .await;
     // kube-apiserver 1.20 leaves the index out of the path ("spec.matchers.operator");
     // later versions write "spec.matchers[0].operator". Both name the field.
@@ -236,12 +208,10 @@ async fn api_server_rejects_an_unknown_matcher_operator() {
 
 #[tokio::test]
 async fn api_server_rejects_a_reaction_without_alert_name() {
-    let message = rejection(json!({
-        "apiVersion": "karo.io/v1alpha1",
-        "kind": "AlertReaction",
-        "metadata": {"name": "no-alert-name"},
-        "spec": {"actions": [{"name": "a", "image": "busybox"}]}
-    }))
+    let message = rejection(
+        "no-alert-name",
+        json!({"actions": [{"name": "a", "image": "busybox"}]}),
+    )
     .await;
     assert!(
         message.contains("spec.alertName"),
@@ -327,9 +297,7 @@ fn assert_reaped(pid: u32, what: &str) {
 #[tokio::test]
 async fn platform_processes_and_dirs_are_gone_after_drop() {
     let cp = ControlPlane::start().await.expect("control plane");
-    let am = Alertmanager::start(MINIMAL_ALERTMANAGER_CONFIG)
-        .await
-        .expect("alertmanager");
+    let am = Alertmanager::start(&AlertmanagerConfig::nowhere()).await;
     let etcd = cp.etcd_pid();
     let apiserver = cp.apiserver_pid().expect("apiserver running");
     let alertmanager = am.pid();
@@ -362,20 +330,20 @@ async fn platform_processes_and_dirs_are_gone_after_drop() {
     }
 }
 
-const MINIMAL_ALERTMANAGER_CONFIG: &str = "route:
-  receiver: nowhere
-receivers:
-- name: nowhere
-";
-
 /// Runs this test binary's `platform_helper` in `mode` and returns the helper process
 /// and the file it reports to.
 fn start_helper(mode: &str, dir: &TestDir) -> (Proc, PathBuf) {
     let report = dir.path().join(format!("{mode}.report"));
     let mut cmd = Command::new(std::env::current_exe().expect("test binary path"));
-    cmd.args(["platform_helper", "--exact", "--ignored", "--nocapture"])
-        .env("KARO_TEST_HELPER", mode)
-        .env("KARO_TEST_HELPER_REPORT", &report);
+    // The test's full name in this binary, for `--exact`.
+    cmd.args([
+        "crd::platform_helper",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+    ])
+    .env("KARO_TEST_HELPER", mode)
+    .env("KARO_TEST_HELPER_REPORT", &report);
     let helper = Proc::spawn(
         &format!("helper ({mode})"),
         cmd,
@@ -453,9 +421,7 @@ async fn platform_helper() {
     };
     match mode.as_str() {
         "hold" => {
-            let am = Alertmanager::start(MINIMAL_ALERTMANAGER_CONFIG)
-                .await
-                .expect("alertmanager");
+            let am = Alertmanager::start(&AlertmanagerConfig::nowhere()).await;
             write_report(&report, &format!("{} {}", am.pid(), am.dir().display()));
             // Until the parent test kills this process.
             tokio::time::sleep(Duration::from_secs(600)).await;

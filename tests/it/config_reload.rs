@@ -1,17 +1,17 @@
 //! Live configuration against a running Karo and the real API server: the
 //! ConfigMap volume update exactly as the kubelet does it, SIGHUP, POST /-/reload.
 
-mod common;
-mod support;
-
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
-use common::*;
-use support::{wait_until, ControlPlane, KaroProcess, TestDir};
+use crate::support::karo_lib::DEFAULT_SKELETON;
+use crate::support::karo_process::KaroProcess;
+use crate::support::scenario::{ttl, Scenario};
+use crate::support::webhook::{firing, post_json};
+use crate::support::TestDir;
 
 /// A directory laid out like a mounted ConfigMap volume:
 /// `..<ts>/<key>`, `..data -> ..<ts>`, `<key> -> ..data/<key>`.
@@ -64,93 +64,88 @@ impl ConfigMapDir {
     }
 }
 
-async fn reloads(url: &str, result: &str) -> f64 {
-    metric(
-        url,
-        &format!("karo_config_reloads_total{{result=\"{result}\"}}"),
-    )
-    .await
+/// The series that counts reloads with `result` (`success` or `failure`).
+fn reloads(result: &str) -> String {
+    format!("karo_config_reloads_total{{result=\"{result}\"}}")
 }
 
-async fn wait_reloads(url: &str, result: &str, at_least: f64) {
-    let url = url.to_string();
-    let result = result.to_string();
-    wait_until(SOON, || {
-        let url = url.clone();
-        let result = result.clone();
-        async move { reloads(&url, &result).await >= at_least }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("no {result} reload #{at_least}: {e}"));
+const LAST_RELOAD_SUCCESSFUL: &str = "karo_config_last_reload_successful";
+
+/// Waits until Karo counts at least `at_least` reloads with `result`.
+async fn wait_reloads(karo: &KaroProcess, result: &str, at_least: f64) {
+    karo.wait_metric(&reloads(result), |n| n >= at_least).await;
 }
 
-const REACTION: &str = r#"
+/// A scenario with the reaction `live`, which every alert `Live` triggers.
+async fn live(prefix: &str) -> Scenario {
+    Scenario::build(prefix)
+        .reaction(
+            r#"
 metadata: {name: live}
 spec:
   alertName: Live
   actions: [{name: a, image: busybox, args: ["{{labels.n}}"]}]
-"#;
-
-fn fire(n: u32) -> serde_json::Value {
-    notification(vec![alert(
-        json!({"alertname": "Live", "n": n.to_string()}),
-        json!({}),
-        &format!("2026-08-01T00:00:{n:02}Z"),
-    )])
+"#,
+        )
+        .create()
+        .await
 }
 
-async fn start(cp: &ControlPlane, cm: &ConfigMapDir) -> KaroProcess {
+/// The reaction `live`, and Karo reading its config, `extra` after `namespaces`, from
+/// a ConfigMap volume; returns once `live` is Ready.
+async fn live_from_configmap(prefix: &str, extra: &str) -> (Scenario, ConfigMapDir, KaroProcess) {
+    let s = live(prefix).await;
+    let cm = ConfigMapDir::new(&[("config.yaml", &s.karo_config(extra))]);
     let config = cm.config().to_string_lossy().to_string();
-    KaroProcess::start(cp.kubeconfig(), &["--config", &config], &[])
+    let karo = KaroProcess::start(s.cp().kubeconfig(), &["--config", &config], &[])
         .await
-        .unwrap_or_else(|e| panic!("{e:#}"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    s.wait_ready("live", "True").await;
+    (s, cm, karo)
+}
+
+/// Alert `n`: a new occurrence of `Live` each.
+async fn fire(karo: &KaroProcess, n: u32) -> Value {
+    karo.notify_ok(&firing(
+        [json!({"alertname": "Live", "n": n.to_string()})],
+        &format!("2026-08-01T00:00:{n:02}Z"),
+    ))
+    .await
+}
+
+/// The name of the one Job a webhook answer reports.
+fn created_job(body: &Value) -> &str {
+    body["jobs"][0].as_str().expect("job name")
 }
 
 #[tokio::test]
 async fn configmap_updates_take_effect_without_restart() {
-    let cp = ControlPlane::shared();
-    cp.install_crd().await;
-    let ns = cp.namespace("live").await;
-    apply_reaction(cp, &ns, REACTION).await;
-    let base = format!("namespaces: [{ns}]\n");
-    let cm = ConfigMapDir::new(&[("config.yaml", &base)]);
-    let karo = start(cp, &cm).await;
-    let url = karo.url().to_string();
-    let hook = format!("{url}/webhook");
-    wait_ready_condition(cp, &ns, "live", "True").await;
+    let (s, cm, karo) = live_from_configmap("live", "").await;
+    let base = s.karo_config("");
 
-    let (_, body) = post_json(&hook, &fire(1)).await;
+    let body = fire(&karo, 1).await;
     assert_eq!(body["created"], 1, "{body}");
 
     // dryRun: the next alert creates nothing.
     cm.update(&[("config.yaml", &format!("{base}dryRun: true\n"))]);
-    wait_reloads(&url, "success", 1.0).await;
-    let (_, body) = post_json(&hook, &fire(2)).await;
+    wait_reloads(&karo, "success", 1.0).await;
+    let body = fire(&karo, 2).await;
     assert_eq!(body["created"], 0, "{body}");
     assert_eq!(body["dryRun"], 1, "{body}");
-    assert_eq!(jobs(cp, &ns).await.len(), 1);
+    assert_eq!(s.jobs().await.len(), 1);
 
     // A new ttlSecondsAfterFinished appears on the next Job.
     cm.update(&[(
         "config.yaml",
         &format!("{base}jobDefaults:\n  ttlSecondsAfterFinished: 42\n"),
     )]);
-    wait_reloads(&url, "success", 2.0).await;
-    let (_, body) = post_json(&hook, &fire(3)).await;
+    wait_reloads(&karo, "success", 2.0).await;
+    let body = fire(&karo, 3).await;
     assert_eq!(body["created"], 1, "{body}");
-    let name = body["jobs"][0].as_str().expect("job name").to_string();
-    let job = jobs(cp, &ns)
-        .await
-        .into_iter()
-        .find(|j| j.metadata.name.as_deref() == Some(name.as_str()))
-        .expect("job");
-    assert_eq!(
-        job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished),
-        Some(42)
-    );
+    assert_eq!(ttl(&s.job(created_job(&body)).await), Some(42));
 
     // A new Job template file, shipped in the same ConfigMap, is used for the next Job.
-    let skeleton = karo::jobs::DEFAULT_SKELETON.replace(
+    let skeleton = DEFAULT_SKELETON.replace(
         "app.kubernetes.io/managed-by: karo\n    karo.io/reaction",
         "app.kubernetes.io/managed-by: karo\n    team: \"{{default labels.team \\\"platform\\\"}}\"\n    karo.io/reaction",
     );
@@ -163,15 +158,10 @@ async fn configmap_updates_take_effect_without_restart() {
         ),
         ("job.yaml", &skeleton),
     ]);
-    wait_reloads(&url, "success", 3.0).await;
-    let (_, body) = post_json(&hook, &fire(4)).await;
+    wait_reloads(&karo, "success", 3.0).await;
+    let body = fire(&karo, 4).await;
     assert_eq!(body["created"], 1, "{body}");
-    let name = body["jobs"][0].as_str().expect("job name").to_string();
-    let job = jobs(cp, &ns)
-        .await
-        .into_iter()
-        .find(|j| j.metadata.name.as_deref() == Some(name.as_str()))
-        .expect("job");
+    let job = s.job(created_job(&body)).await;
     assert_eq!(
         job.metadata
             .labels
@@ -181,28 +171,15 @@ async fn configmap_updates_take_effect_without_restart() {
         Some("platform")
     );
     // The default TTL is back (the new config no longer sets 42).
-    assert_eq!(
-        job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished),
-        Some(300)
-    );
+    assert_eq!(ttl(&job), Some(300));
 }
 
 #[tokio::test]
 async fn broken_updates_are_refused_and_the_running_config_stays() {
-    let cp = ControlPlane::shared();
-    cp.install_crd().await;
-    let ns = cp.namespace("broken-config").await;
-    apply_reaction(cp, &ns, REACTION).await;
-    let good = format!("namespaces: [{ns}]\njobDefaults:\n  ttlSecondsAfterFinished: 77\n");
-    let cm = ConfigMapDir::new(&[("config.yaml", &good)]);
-    let karo = start(cp, &cm).await;
-    let url = karo.url().to_string();
-    let hook = format!("{url}/webhook");
-    wait_ready_condition(cp, &ns, "live", "True").await;
-    assert_eq!(
-        metric(&url, "karo_config_last_reload_successful").await,
-        1.0
-    );
+    let defaults = "jobDefaults:\n  ttlSecondsAfterFinished: 77\n";
+    let (s, cm, karo) = live_from_configmap("broken-config", defaults).await;
+    let good = s.karo_config(defaults);
+    assert_eq!(karo.metric(LAST_RELOAD_SUCCESSFUL).await, 1.0);
 
     let broken = [
         format!("{good}webhook: [unclosed\n"),
@@ -214,72 +191,46 @@ async fn broken_updates_are_refused_and_the_running_config_stays() {
     ];
     for (i, content) in broken.iter().enumerate() {
         cm.update(&[("config.yaml", content)]);
-        wait_reloads(&url, "failure", (i + 1) as f64).await;
-        assert_eq!(
-            metric(&url, "karo_config_last_reload_successful").await,
-            0.0
-        );
+        wait_reloads(&karo, "failure", (i + 1) as f64).await;
+        assert_eq!(karo.metric(LAST_RELOAD_SUCCESSFUL).await, 0.0);
         // The running config keeps working: the next alert still creates its Job,
         // with the running defaults.
-        let (code, body) = post_json(&hook, &fire(10 + i as u32)).await;
-        assert_eq!(code, 200, "{body}");
+        let body = fire(&karo, 10 + i as u32).await;
         assert_eq!(body["created"], 1, "after {content:?}: {body}");
     }
-    for job in jobs(cp, &ns).await {
-        assert_eq!(
-            job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished),
-            Some(77)
-        );
+    for job in s.jobs().await {
+        assert_eq!(ttl(&job), Some(77));
     }
     let log = karo.log_text();
     assert!(log.contains("configuration reload failed"), "{log}");
 
     // Fixing the file makes the next reload succeed.
     cm.update(&[("config.yaml", &good.replace("77", "78"))]);
-    wait_reloads(&url, "success", 1.0).await;
-    assert_eq!(
-        metric(&url, "karo_config_last_reload_successful").await,
-        1.0
-    );
-    let (_, body) = post_json(&hook, &fire(30)).await;
-    let name = body["jobs"][0].as_str().expect("job").to_string();
-    let job = jobs(cp, &ns)
-        .await
-        .into_iter()
-        .find(|j| j.metadata.name.as_deref() == Some(name.as_str()))
-        .expect("job");
-    assert_eq!(
-        job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished),
-        Some(78)
-    );
+    wait_reloads(&karo, "success", 1.0).await;
+    assert_eq!(karo.metric(LAST_RELOAD_SUCCESSFUL).await, 1.0);
+    let body = fire(&karo, 30).await;
+    assert_eq!(ttl(&s.job(created_job(&body)).await), Some(78));
 }
 
 #[tokio::test]
 async fn sighup_and_http_reload_and_restart_only_settings() {
-    let cp = ControlPlane::shared();
-    cp.install_crd().await;
-    let ns = cp.namespace("sighup").await;
-    apply_reaction(cp, &ns, REACTION).await;
-    let dir = TestDir::new("plain-config").expect("dir");
-    let file = dir.path().join("karo.yaml");
-    let base = format!("namespaces: [{ns}]\n");
-    std::fs::write(&file, &base).expect("write");
-    let config = file.to_string_lossy().to_string();
-    let karo = KaroProcess::start(cp.kubeconfig(), &["--config", &config], &[])
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let url = karo.url().to_string();
-    let hook = format!("{url}/webhook");
-    wait_ready_condition(cp, &ns, "live", "True").await;
+    let s = live("sighup").await;
+    let karo = s.start_karo("").await;
+    s.wait_ready("live", "True").await;
+    let file = karo.config_path();
+    let reload = format!("{}/-/reload", karo.url());
 
     // POST /-/reload: a new webhook port and namespace list are reported as needing a
     // restart and keep their running values; dryRun takes effect.
     std::fs::write(
         &file,
-        format!("namespaces: [{ns}, other]\nwebhook:\n  port: 1\ndryRun: true\n"),
+        format!(
+            "namespaces: [{}, other]\nwebhook:\n  port: 1\ndryRun: true\n",
+            s.ns
+        ),
     )
     .expect("write");
-    let (code, body) = post_json(&format!("{url}/-/reload"), &json!({})).await;
+    let (code, body) = post_json(&reload, &json!({})).await;
     assert_eq!(code, 200, "{body}");
     let restart: Vec<&str> = body["restartRequired"]
         .as_array()
@@ -290,13 +241,12 @@ async fn sighup_and_http_reload_and_restart_only_settings() {
     assert!(restart.contains(&"webhook.port"), "{body}");
     assert!(restart.contains(&"namespaces"), "{body}");
     // Still serving on the old port, and dry run is on.
-    let (code, body) = post_json(&hook, &fire(1)).await;
-    assert_eq!(code, 200);
+    let body = fire(&karo, 1).await;
     assert_eq!(body["dryRun"], 1, "{body}");
 
     // A broken file through /-/reload: 500 with the reason, the running config stays.
     std::fs::write(&file, "logLevel: [\n").expect("write");
-    let (code, body) = post_json(&format!("{url}/-/reload"), &json!({})).await;
+    let (code, body) = post_json(&reload, &json!({})).await;
     assert_eq!(code, 500, "{body}");
     assert!(
         body["error"]
@@ -307,17 +257,17 @@ async fn sighup_and_http_reload_and_restart_only_settings() {
     );
 
     // SIGHUP: dry run off again, and the log level follows the config live.
-    std::fs::write(&file, format!("{base}logLevel: warn\n")).expect("write");
-    let before = reloads(&url, "success").await;
+    std::fs::write(&file, s.karo_config("logLevel: warn\n")).expect("write");
+    let before = karo.metric(&reloads("success")).await;
     karo.signal(libc::SIGHUP);
-    wait_reloads(&url, "success", before + 1.0).await;
-    let (_, body) = post_json(&hook, &fire(2)).await;
+    wait_reloads(&karo, "success", before + 1.0).await;
+    let body = fire(&karo, 2).await;
     assert_eq!(body["created"], 1, "{body}");
-    let name = body["jobs"][0].as_str().expect("job").to_string();
+    let name = created_job(&body);
     // At warn, the creation is not logged at info level.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(
-        !karo.log_text().contains(&name),
+        !karo.log_text().contains(name),
         "info lines are off at warn"
     );
 }

@@ -7,13 +7,10 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use karo::alert::{parse_notification, Alert, Notification};
-use karo::config::{JobDefaults, Policy};
-use karo::crd::AlertReaction;
-use karo::crd::AlertStatus;
-use karo::jobs::{build_job, job_name, JobInput, Skeleton};
-use karo::reaction::compile;
-use karo::render::Renderer;
+use crate::support::karo_lib::{
+    build_job, compile_reaction, fingerprint, job_name, parse_notification, Alert, AlertReaction,
+    AlertStatus, JobDefaults, JobInput, Notification, Policy, Renderer, Skeleton,
+};
 
 fn now() -> jiff::Timestamp {
     jiff::Timestamp::UNIX_EPOCH
@@ -74,7 +71,7 @@ fn notification_with(value: &str, annotation: &str) -> Notification {
         receiver: "karo".into(),
         alerts: vec![Alert {
             status: AlertStatus::Firing,
-            fingerprint: karo::alert::fingerprint(&labels),
+            fingerprint: fingerprint(&labels),
             labels,
             annotations,
             starts_at: "2026-01-01T00:00:00Z".into(),
@@ -127,7 +124,7 @@ proptest! {
     ) {
         let renderer = Renderer::new();
         let ar: AlertReaction = serde_yaml::from_str(REACTION).expect("reaction");
-        let compiled = compile(&ar, &renderer, &Policy::default()).expect("valid");
+        let compiled = compile_reaction(&ar, &renderer, &Policy::default()).expect("valid");
         let skeleton = Skeleton::builtin().expect("skeleton");
         let n = notification_with(&value, &annotation);
         for source in &compiled.sources {
@@ -167,7 +164,7 @@ proptest! {
     fn job_names_are_always_valid(reaction in "[a-z0-9][a-z0-9.-]{0,250}", action in "\\PC{1,100}") {
         let mut ar: AlertReaction = serde_yaml::from_str(REACTION).expect("reaction");
         ar.metadata.name = Some(reaction);
-        let compiled = compile(&ar, &Renderer::new(), &Policy::default()).expect("valid");
+        let compiled = compile_reaction(&ar, &Renderer::new(), &Policy::default()).expect("valid");
         let n = notification_with("x", "y");
         let name = job_name(&compiled, &action, &n.alerts[0]);
         prop_assert!(is_dns1123_label(&name), "{:?}", name);

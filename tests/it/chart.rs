@@ -3,9 +3,6 @@
 //! and Karo running with the chart's ServiceAccount, RBAC and ConfigMap. Also the plain
 //! manifests in `config/rbac` and `config/manager`, kept in sync with the chart.
 
-mod common;
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,23 +12,22 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::ByteString;
 use kube::api::{Api, PostParams};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-use karo::config::{AuthType, Config, LogFormat, Overrides, TlsConfig};
-use support::process::run_output;
-use support::{bins, free_port, ControlPlane, KaroProcess, TestDir};
-
-use common::{
-    apply_reaction, post_json, wait_event, wait_jobs, wait_ready_condition, wait_trigger_count,
+use crate::support::bins;
+use crate::support::files::{documents, read, repo_path, succeeded, yaml};
+use crate::support::karo_lib::{
+    load_config_file, prepare_run, AuthType, Config, LogFormat, Metrics, Overrides, Renderer,
+    TlsConfig,
 };
+use crate::support::karo_process::KaroProcess;
+use crate::support::process::run_output;
+use crate::support::scenario::Scenario;
+use crate::support::webhook::bare_alert;
+use crate::support::{free_port, ControlPlane, TestDir};
 
 /// The release name the chart README uses.
 const RELEASE: &str = "my-operator";
-
-fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
 
 fn chart() -> String {
     repo_path("charts/karo").display().to_string()
@@ -41,24 +37,6 @@ fn fixture(name: &str) -> String {
     repo_path(&format!("tests/fixtures/chart/{name}"))
         .display()
         .to_string()
-}
-
-fn read(path: impl AsRef<Path>) -> String {
-    let path = path.as_ref();
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-/// A YAML file (or string) as JSON.
-fn yaml(text: &str) -> Value {
-    serde_yaml::from_str(text).unwrap_or_else(|e| panic!("parsing YAML: {e}\n{text}"))
-}
-
-/// Every non-empty document of a multi-document YAML stream.
-fn documents(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("parsing YAML: {e}\n{text}")))
-        .filter(|v| !v.is_null())
-        .collect()
 }
 
 fn summary(docs: &[Value]) -> Vec<String> {
@@ -102,17 +80,6 @@ fn karo_container(deployment: &Value) -> &Value {
     &pod_spec(deployment)["containers"][0]
 }
 
-fn success(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Helm {
     V3,
@@ -148,7 +115,7 @@ impl Helm {
     }
 
     fn must(self, args: &[&str]) -> String {
-        success(
+        succeeded(
             &self.run(args),
             &format!("{self:?} helm {}", args.join(" ")),
         )
@@ -678,7 +645,7 @@ fn rendered_config_map(helm: Helm, args: &[&str]) -> (String, String) {
 fn load_config(text: &str) -> Config {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), text).expect("writing config");
-    karo::config::load(Some(file.path()), &Overrides::default())
+    load_config_file(Some(file.path()), &Overrides::default())
         .unwrap_or_else(|e| panic!("karo rejects the config: {e}\n{text}"))
 }
 
@@ -713,7 +680,7 @@ fn default_config_map_is_karos_defaults_plus_tls_and_the_shipped_job_template() 
         std::fs::write(&path, &job_yaml).expect("writing job.yaml");
         let mut config = config;
         config.job_template_file = Some(path);
-        karo::run::prepare(config, &karo::render::Renderer::new())
+        prepare_run(config, &Renderer::new())
             .unwrap_or_else(|e| panic!("karo rejects the chart's job.yaml: {e}"));
     }
 }
@@ -867,7 +834,7 @@ async fn notes_print_a_receiver_alertmanager_accepts() {
             std::fs::write(&file, &config).expect("writing alertmanager config");
             let mut amtool = Command::new(bins::amtool().expect("amtool"));
             amtool.arg("check-config").arg(&file);
-            success(
+            succeeded(
                 &run_output(amtool, None).expect("running amtool"),
                 &format!("amtool check-config on\n{config}"),
             );
@@ -889,11 +856,11 @@ fn install_servicemonitor_crd() {
     }
     let cp = ControlPlane::shared();
     let manifest = read(fixture("servicemonitor-crd.yaml"));
-    success(
+    succeeded(
         &cp.kubectl_with_stdin(&["apply", "-f", "-"], Some(manifest.as_bytes())),
         "applying the ServiceMonitor CRD",
     );
-    success(
+    succeeded(
         &cp.kubectl(&[
             "wait",
             "--for=condition=Established",
@@ -926,7 +893,7 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
                 &["apply", "--dry-run=server", "-f", "-"],
                 Some(manifest.as_bytes()),
             );
-            let stdout = success(
+            let stdout = succeeded(
                 &out,
                 &format!("{helm:?} {name}: kubectl apply --dry-run=server"),
             );
@@ -949,7 +916,7 @@ fn get_json(cp: &ControlPlane, args: &[&str]) -> Value {
     let mut all = vec!["get"];
     all.extend_from_slice(args);
     all.extend(["-o", "json"]);
-    let out = success(&cp.kubectl(&all), &format!("kubectl {}", all.join(" ")));
+    let out = succeeded(&cp.kubectl(&all), &format!("kubectl {}", all.join(" ")));
     serde_json::from_str(&out).expect("kubectl JSON")
 }
 
@@ -976,13 +943,13 @@ async fn check_generated_certificate(cp: &ControlPlane, namespace: &str) {
     let openssl = bins::openssl().expect("openssl");
     let mut verify = Command::new(&openssl);
     verify.arg("verify").arg("-CAfile").arg(&ca).arg(&crt);
-    success(
+    succeeded(
         &run_output(verify, None).expect("openssl"),
         "openssl verify",
     );
     let mut text = Command::new(&openssl);
     text.args(["x509", "-noout", "-text", "-in"]).arg(&crt);
-    let text = success(&run_output(text, None).expect("openssl"), "openssl x509");
+    let text = succeeded(&run_output(text, None).expect("openssl"), "openssl x509");
     for name in [
         format!("DNS:karo.{namespace}.svc"),
         format!("DNS:karo.{namespace}.svc.cluster.local"),
@@ -1019,7 +986,7 @@ async fn helm_install_creates_the_crd_and_the_release_with_helm3_and_helm4() {
         out.contains("url: 'http://karo.monitoring.svc.cluster.local:8080/webhook'"),
         "{out}"
     );
-    success(
+    succeeded(
         &cp.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", crd]),
         "the chart's CRD",
     );
@@ -1030,9 +997,9 @@ async fn helm_install_creates_the_crd_and_the_release_with_helm3_and_helm4() {
         "serviceaccount/karo",
         "secret/karo-webhook-tls",
     ] {
-        success(&cp.kubectl(&["get", "-n", "monitoring", object]), object);
+        succeeded(&cp.kubectl(&["get", "-n", "monitoring", object]), object);
     }
-    success(
+    succeeded(
         &cp.kubectl(&[
             "get",
             "clusterrole/karo-monitoring",
@@ -1054,7 +1021,7 @@ async fn helm_install_creates_the_crd_and_the_release_with_helm3_and_helm4() {
         out.contains("url: 'http://karo.default.svc.cluster.local:8080/webhook'"),
         "{out}"
     );
-    success(
+    succeeded(
         &cp.kubectl(&["get", "-n", "default", "deployment/karo"]),
         "Helm 4 release",
     );
@@ -1065,7 +1032,8 @@ async fn helm_install_creates_the_crd_and_the_release_with_helm3_and_helm4() {
     let restart_checksum = |d: &Value| {
         d["spec"]["template"]["metadata"]["annotations"]["checksum/restart-settings"].clone()
     };
-    for helm in HELMS {
+    // `helm upgrade` of the release in `monitoring`, with one value set.
+    let upgrade = |helm: Helm, set: &str| {
         helm.must(&[
             "upgrade",
             RELEASE,
@@ -1073,10 +1041,13 @@ async fn helm_install_creates_the_crd_and_the_release_with_helm3_and_helm4() {
             "-n",
             "monitoring",
             "--set",
-            "config.logLevel=debug",
+            set,
             "--kubeconfig",
             &kubeconfig,
-        ]);
+        ])
+    };
+    for helm in HELMS {
+        upgrade(helm, "config.logLevel=debug");
         let after = secret_data(&cp, "monitoring", "karo-webhook-tls").await;
         assert_eq!(after, secret, "{helm:?} upgrade kept the certificate");
         let config = get_json(&cp, &["-n", "monitoring", "configmap/karo"]);
@@ -1092,22 +1063,12 @@ async fn helm_install_creates_the_crd_and_the_release_with_helm3_and_helm4() {
     }
 
     // Watching only `monitoring`: a Role there instead of the ClusterRole, and the pods roll.
-    Helm::V3.must(&[
-        "upgrade",
-        RELEASE,
-        &chart(),
-        "-n",
-        "monitoring",
-        "--set",
-        "config.namespaces={monitoring}",
-        "--kubeconfig",
-        &kubeconfig,
-    ]);
+    upgrade(Helm::V3, "config.namespaces={monitoring}");
     assert!(!cp
         .kubectl(&["get", "clusterrole/karo-monitoring"])
         .status
         .success());
-    success(
+    succeeded(
         &cp.kubectl(&[
             "get",
             "-n",
@@ -1134,7 +1095,7 @@ async fn helm_install_creates_the_crd_and_the_release_with_helm3_and_helm4() {
         .kubectl(&["get", "-n", "default", "deployment/karo"])
         .status
         .success());
-    success(&cp.kubectl(&["get", crd]), "the CRD after uninstall");
+    succeeded(&cp.kubectl(&["get", crd]), "the CRD after uninstall");
 }
 
 /// A bearer token of `namespace/name` from the TokenRequest API, in a kubeconfig.
@@ -1206,6 +1167,21 @@ fn can_i(cp: &ControlPlane, own_kubeconfig: &Path, user: &str, args: &[&str]) ->
         "can-i {args:?}: impersonated vs own token"
     );
     as_admin
+}
+
+/// Checks `kubectl auth can-i` for `user` (with its own kubeconfig `own`) against a
+/// table of one check a line: the expected answer, `yes` or `no`, then the arguments.
+fn assert_permissions(cp: &ControlPlane, own: &Path, user: &str, table: &str) {
+    for line in table.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let mut words = line.split_whitespace();
+        let allowed = match words.next() {
+            Some("yes") => true,
+            Some("no") => false,
+            _ => panic!("not `yes|no <arguments>`: {line}"),
+        };
+        let args: Vec<&str> = words.collect();
+        assert_eq!(can_i(cp, own, user, &args), allowed, "can-i {args:?}");
+    }
 }
 
 /// Karo as the chart deploys it, outside the cluster: the release's ConfigMap as its
@@ -1281,7 +1257,7 @@ async fn start_chart_karo(cp: &ControlPlane, namespace: &str) -> ChartKaro {
 
 /// The README's troubleshooting request, for `alertname`.
 fn minimal_notification(alertname: &str) -> Value {
-    json!({"alerts": [{"labels": {"alertname": alertname}}]})
+    bare_alert(json!({"alertname": alertname}))
 }
 
 /// The README's AlertReaction (high-cpu-reaction, alert HighCPUUsage).
@@ -1289,38 +1265,51 @@ fn seed_reaction() -> String {
     read(repo_path("tests/fixtures/seed-jobtemplate.yaml"))
 }
 
-#[tokio::test]
-async fn karo_with_the_charts_service_account_runs_the_alert_to_job_flow() {
-    let cp = ControlPlane::shared();
-    cp.install_crd().await;
-    let release_ns = cp.namespace("chart-release").await;
-    let reactions_ns = cp.namespace("chart-reactions").await;
-    Helm::V3.must(&[
+/// `helm install my-operator charts/karo -n <namespace> --skip-crds <args>`, into a
+/// control plane whose CRD is installed already.
+fn install_release(cp: &ControlPlane, helm: Helm, namespace: &str, args: &[&str]) {
+    let chart = chart();
+    let kubeconfig = cp.kubeconfig().display().to_string();
+    let mut all = vec![
         "install",
         RELEASE,
-        &chart(),
+        chart.as_str(),
         "-n",
-        &release_ns,
+        namespace,
         "--skip-crds",
         "--kubeconfig",
-        &cp.kubeconfig().display().to_string(),
-    ]);
-    apply_reaction(cp, &reactions_ns, &seed_reaction()).await;
+        kubeconfig.as_str(),
+    ];
+    all.extend_from_slice(args);
+    helm.must(&all);
+}
+
+#[tokio::test]
+async fn karo_with_the_charts_service_account_runs_the_alert_to_job_flow() {
+    // The default install's Karo acts in every namespace: on a control plane of its
+    // own, where no other test's reactions are.
+    let reactions = Scenario::build("chart-reactions")
+        .own_control_plane()
+        .reaction(&seed_reaction())
+        .create()
+        .await;
+    let cp = reactions.cp();
+    let release_ns = cp.namespace("chart-release").await;
+    install_release(cp, Helm::V3, &release_ns, &[]);
 
     let karo = start_chart_karo(cp, &release_ns).await;
     // The Ready condition is written through the status subresource.
-    wait_ready_condition(cp, &reactions_ns, "high-cpu-reaction", "True").await;
-    let (code, body) = post_json(
-        &format!("{}/webhook", karo.karo.url()),
-        &minimal_notification("HighCPUUsage"),
-    )
-    .await;
+    reactions.wait_ready("high-cpu-reaction", "True").await;
+    let (code, body) = karo
+        .karo
+        .notify(&minimal_notification("HighCPUUsage"))
+        .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["created"], 1, "{body}");
-    let jobs = wait_jobs(cp, &reactions_ns, 1).await;
+    let jobs = reactions.wait_jobs(1).await;
     let job = jobs[0].metadata.name.clone().expect("job name");
-    wait_trigger_count(cp, &reactions_ns, "high-cpu-reaction", 1).await;
-    wait_event(cp, &reactions_ns, "Triggered", &job).await;
+    reactions.wait_trigger_count("high-cpu-reaction", 1).await;
+    reactions.wait_event("Triggered", &job).await;
 
     // The default install's HTTPS webhook, with the chart's self-signed certificate,
     // verified against its CA under the Service's name.
@@ -1339,84 +1328,66 @@ async fn karo_with_the_charts_service_account_runs_the_alert_to_job_flow() {
         .expect("posting over HTTPS");
     assert_eq!(resp.status().as_u16(), 200);
     // A request without `startsAt` is a new occurrence: a second Job.
-    wait_jobs(cp, &reactions_ns, 2).await;
-    wait_trigger_count(cp, &reactions_ns, "high-cpu-reaction", 2).await;
+    reactions.wait_jobs(2).await;
+    reactions.wait_trigger_count("high-cpu-reaction", 2).await;
 
     // Least privilege: what Karo does, and not more.
     let user = format!("system:serviceaccount:{release_ns}:karo");
-    let own = &karo.kubeconfig;
-    let ns = reactions_ns.as_str();
-    for (args, allowed) in [
-        (
-            vec!["watch", "alertreactions.karo.io", "--all-namespaces"],
-            true,
+    let ns = reactions.ns.as_str();
+    assert_permissions(
+        cp,
+        &karo.kubeconfig,
+        &user,
+        &format!(
+            "
+            yes watch alertreactions.karo.io --all-namespaces
+            yes update alertreactions.karo.io --subresource=status -n {ns}
+            yes create jobs.batch -n {ns}
+            yes create events.events.k8s.io -n {ns}
+            no list secrets --all-namespaces
+            no get secrets -n {release_ns}
+            no get secrets -n {ns}
+            no create pods -n {ns}
+            no create pods/exec -n {ns}
+            no delete jobs.batch -n {ns}
+            no update alertreactions.karo.io -n {ns}
+            no create deployments.apps -n {ns}
+            no create rolebindings.rbac.authorization.k8s.io -n {ns}
+            no get configmaps -n {release_ns}
+            "
         ),
-        (
-            vec![
-                "update",
-                "alertreactions.karo.io",
-                "--subresource=status",
-                "-n",
-                ns,
-            ],
-            true,
-        ),
-        (vec!["create", "jobs.batch", "-n", ns], true),
-        (vec!["create", "events.events.k8s.io", "-n", ns], true),
-        (vec!["list", "secrets", "--all-namespaces"], false),
-        (vec!["get", "secrets", "-n", &release_ns], false),
-        (vec!["get", "secrets", "-n", ns], false),
-        (vec!["create", "pods", "-n", ns], false),
-        (vec!["create", "pods/exec", "-n", ns], false),
-        (vec!["delete", "jobs.batch", "-n", ns], false),
-        (vec!["update", "alertreactions.karo.io", "-n", ns], false),
-        (vec!["create", "deployments.apps", "-n", ns], false),
-        (
-            vec!["create", "rolebindings.rbac.authorization.k8s.io", "-n", ns],
-            false,
-        ),
-        (vec!["get", "configmaps", "-n", &release_ns], false),
-    ] {
-        assert_eq!(can_i(cp, own, &user, &args), allowed, "can-i {args:?}");
-    }
+    );
 }
 
 #[tokio::test]
 async fn with_a_namespace_list_karo_acts_only_in_those_namespaces() {
-    let cp = ControlPlane::shared();
-    cp.install_crd().await;
-    let release_ns = cp.namespace("chart-scoped").await;
-    let listed = cp.namespace("listed").await;
-    let unlisted = cp.namespace("unlisted").await;
-    Helm::V4.must(&[
-        "install",
-        RELEASE,
-        &chart(),
-        "-n",
-        &release_ns,
-        "--skip-crds",
-        "--set",
-        &format!("config.namespaces={{{listed}}}"),
-        "--set",
-        "webhook.auth.type=basic,webhook.auth.username=alertmanager,webhook.auth.password=secret",
-        "--kubeconfig",
-        &cp.kubeconfig().display().to_string(),
-    ]);
     let reaction = seed_reaction().replace("HighCPUUsage", "ScopedAlert");
-    apply_reaction(cp, &listed, &reaction).await;
-    apply_reaction(cp, &unlisted, &reaction).await;
+    let listed = Scenario::build("listed").reaction(&reaction).create().await;
+    let unlisted = Scenario::build("unlisted")
+        .reaction(&reaction)
+        .create()
+        .await;
+    let cp = listed.cp();
+    let release_ns = cp.namespace("chart-scoped").await;
+    install_release(
+        cp,
+        Helm::V4,
+        &release_ns,
+        &[
+            "--set",
+            &format!("config.namespaces={{{}}}", listed.ns),
+            "--set",
+            "webhook.auth.type=basic,webhook.auth.username=alertmanager,webhook.auth.password=secret",
+        ],
+    );
 
     let karo = start_chart_karo(cp, &release_ns).await;
-    wait_ready_condition(cp, &listed, "high-cpu-reaction", "True").await;
+    listed.wait_ready("high-cpu-reaction", "True").await;
     // Basic auth from the chart's Secret: no credentials, no Job.
-    let (code, body) = post_json(
-        &format!("{}/webhook", karo.karo.url()),
-        &minimal_notification("ScopedAlert"),
-    )
-    .await;
+    let (code, body) = karo.karo.notify(&minimal_notification("ScopedAlert")).await;
     assert_eq!(code, 401, "{body}");
     let resp = reqwest::Client::new()
-        .post(format!("{}/webhook", karo.karo.url()))
+        .post(karo.karo.webhook())
         .basic_auth("alertmanager", Some("secret"))
         .json(&minimal_notification("ScopedAlert"))
         .send()
@@ -1428,36 +1399,29 @@ async fn with_a_namespace_list_karo_acts_only_in_those_namespaces() {
     // Only the reaction in the listed namespace is Karo's.
     assert_eq!(body["matched"], 1, "{body}");
     assert_eq!(body["created"], 1, "{body}");
-    wait_jobs(cp, &listed, 1).await;
-    wait_trigger_count(cp, &listed, "high-cpu-reaction", 1).await;
-    assert!(common::jobs(cp, &unlisted).await.is_empty());
+    listed.wait_jobs(1).await;
+    listed.wait_trigger_count("high-cpu-reaction", 1).await;
+    assert!(unlisted.jobs().await.is_empty());
 
     let user = format!("system:serviceaccount:{release_ns}:karo");
-    let own = &karo.kubeconfig;
-    for (args, allowed) in [
-        (vec!["create", "jobs.batch", "-n", listed.as_str()], true),
-        (
-            vec!["watch", "alertreactions.karo.io", "-n", listed.as_str()],
-            true,
+    let (listed, unlisted) = (listed.ns.as_str(), unlisted.ns.as_str());
+    assert_permissions(
+        cp,
+        &karo.kubeconfig,
+        &user,
+        &format!(
+            "
+            yes create jobs.batch -n {listed}
+            yes watch alertreactions.karo.io -n {listed}
+            no create jobs.batch -n {unlisted}
+            no watch alertreactions.karo.io -n {unlisted}
+            no create jobs.batch -n {release_ns}
+            no list alertreactions.karo.io --all-namespaces
+            no get secrets -n {listed}
+            no create pods -n {listed}
+            "
         ),
-        (vec!["create", "jobs.batch", "-n", unlisted.as_str()], false),
-        (
-            vec!["watch", "alertreactions.karo.io", "-n", unlisted.as_str()],
-            false,
-        ),
-        (
-            vec!["create", "jobs.batch", "-n", release_ns.as_str()],
-            false,
-        ),
-        (
-            vec!["list", "alertreactions.karo.io", "--all-namespaces"],
-            false,
-        ),
-        (vec!["get", "secrets", "-n", listed.as_str()], false),
-        (vec!["create", "pods", "-n", listed.as_str()], false),
-    ] {
-        assert_eq!(can_i(cp, own, &user, &args), allowed, "can-i {args:?}");
-    }
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -1553,7 +1517,7 @@ async fn plain_manifests_apply_and_grant_least_privilege() {
     cp.install_crd().await;
     let dirs = ["config/crd/", "config/rbac/", "config/manager/"]
         .map(|d| repo_path(d).display().to_string());
-    success(
+    succeeded(
         &cp.kubectl(&["apply", "-f", &dirs[0], "-f", &dirs[1], "-f", &dirs[2]]),
         "kubectl apply -f config/crd/ -f config/rbac/ -f config/manager/",
     );
@@ -1563,32 +1527,22 @@ async fn plain_manifests_apply_and_grant_least_privilege() {
         "configmap/karo",
         "serviceaccount/karo",
     ] {
-        success(&cp.kubectl(&["get", "-n", "karo-system", object]), object);
+        succeeded(&cp.kubectl(&["get", "-n", "karo-system", object]), object);
     }
     let dir = TestDir::new("plain").expect("temp dir");
     let own = service_account_kubeconfig(cp, "karo-system", "karo", dir.path()).await;
-    let user = "system:serviceaccount:karo-system:karo";
-    for (args, allowed) in [
-        (vec!["create", "jobs.batch", "-n", "default"], true),
-        (
-            vec!["list", "alertreactions.karo.io", "--all-namespaces"],
-            true,
-        ),
-        (
-            vec![
-                "patch",
-                "alertreactions.karo.io",
-                "--subresource=status",
-                "-n",
-                "default",
-            ],
-            true,
-        ),
-        (vec!["list", "secrets", "--all-namespaces"], false),
-        (vec!["create", "pods", "-n", "default"], false),
-    ] {
-        assert_eq!(can_i(cp, &own, user, &args), allowed, "can-i {args:?}");
-    }
+    assert_permissions(
+        cp,
+        &own,
+        "system:serviceaccount:karo-system:karo",
+        "
+        yes create jobs.batch -n default
+        yes list alertreactions.karo.io --all-namespaces
+        yes patch alertreactions.karo.io --subresource=status -n default
+        no list secrets --all-namespaces
+        no create pods -n default
+        ",
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -1606,10 +1560,7 @@ fn metric_names(expr: &str) -> Vec<String> {
 
 /// Every series name Karo exports, histogram series included.
 fn karo_series() -> Vec<String> {
-    let text = karo::metrics::Metrics::new()
-        .expect("metrics")
-        .encode()
-        .expect("encode");
+    let text = Metrics::new().expect("metrics").encode().expect("encode");
     let mut names: Vec<String> = text
         .lines()
         .filter(|l| l.starts_with("# TYPE "))
@@ -1632,18 +1583,23 @@ fn karo_series() -> Vec<String> {
     names
 }
 
-#[test]
-fn prometheus_rule_passes_promtool_and_uses_karos_metrics() {
-    let docs = Helm::V3.render(&[
+/// The one object `templates/<template>` renders with monitoring and `feature` on.
+fn monitoring_object(feature: &str, template: &str) -> Value {
+    let mut docs = Helm::V3.render(&[
         "--set",
         "monitoring.enabled=true",
         "--set",
-        "monitoring.prometheusRule.enabled=true",
+        &format!("monitoring.{feature}.enabled=true"),
         "-s",
-        "templates/prometheusrule.yaml",
+        &format!("templates/{template}"),
     ]);
     assert_eq!(docs.len(), 1);
-    let rule = &docs[0];
+    docs.remove(0)
+}
+
+#[test]
+fn prometheus_rule_passes_promtool_and_uses_karos_metrics() {
+    let rule = &monitoring_object("prometheusRule", "prometheusrule.yaml");
     assert_eq!(rule["kind"], "PrometheusRule");
     let groups = &rule["spec"]["groups"];
     let alerts: Vec<&str> = groups[0]["rules"]
@@ -1681,7 +1637,7 @@ fn prometheus_rule_passes_promtool_and_uses_karos_metrics() {
     .expect("write");
     let mut cmd = Command::new(bins::promtool().expect("promtool"));
     cmd.args(["check", "rules"]).arg(&file);
-    let out = success(
+    let out = succeeded(
         &run_output(cmd, None).expect("promtool"),
         "promtool check rules",
     );
@@ -1690,16 +1646,7 @@ fn prometheus_rule_passes_promtool_and_uses_karos_metrics() {
 
 #[test]
 fn grafana_dashboard_shows_karos_metrics() {
-    let docs = Helm::V3.render(&[
-        "--set",
-        "monitoring.enabled=true",
-        "--set",
-        "monitoring.grafanaDashboard.enabled=true",
-        "-s",
-        "templates/dashboard.yaml",
-    ]);
-    assert_eq!(docs.len(), 1);
-    let cm = &docs[0];
+    let cm = &monitoring_object("grafanaDashboard", "dashboard.yaml");
     assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
     let dashboard: Value =
         serde_json::from_str(cm["data"]["karo.json"].as_str().expect("karo.json")).expect("JSON");
