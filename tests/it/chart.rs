@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::support::bins;
 use crate::support::files::{documents, read, repo_path, succeeded, yaml};
 use crate::support::karo_lib::{
-    load_config_file, prepare_run, AuthType, Config, LogFormat, Metrics, Overrides, Renderer,
+    load_config_file, AuthType, Config, LogFormat, Metrics, Overrides, Renderer, Snapshot,
     TlsConfig,
 };
 use crate::support::karo_process::KaroProcess;
@@ -680,7 +680,7 @@ fn default_config_map_is_karos_defaults_plus_tls_and_the_shipped_job_template() 
         std::fs::write(&path, &job_yaml).expect("writing job.yaml");
         let mut config = config;
         config.job_template_file = Some(path);
-        prepare_run(config, &Renderer::new())
+        Snapshot::prepare(config, &Renderer::new())
             .unwrap_or_else(|e| panic!("karo rejects the chart's job.yaml: {e}"));
     }
 }

@@ -5,6 +5,7 @@
 //! `eval "$(bash tests/platform/setup.sh)"` first (`make test` does it).
 
 mod alert_to_job;
+mod architecture;
 mod chart;
 mod cli;
 mod config_reload;
