@@ -15,6 +15,7 @@ use serde_json::Value;
 use serde_with::skip_serializing_none;
 
 /// Desired state of an `AlertReaction`.
+#[skip_serializing_none]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "karo.io",
@@ -35,8 +36,6 @@ use serde_with::skip_serializing_none;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
-#[skip_serializing_none]
-
 pub struct AlertReactionSpec {
     /// The alert's `alertname` label must equal this.
     #[schemars(length(min = 1))]
