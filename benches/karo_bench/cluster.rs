@@ -162,7 +162,7 @@ fn config_yaml(webhook_path: &str, namespaces: &[String]) -> String {
 }
 
 /// A directory laid out like a mounted ConfigMap volume, updated as the kubelet
-/// does (the same steps as `ConfigMapDir` in tests/config_reload.rs).
+/// does (the same steps as `ConfigMapDir` in tests/it/config_reload.rs).
 struct ConfigMapDir {
     dir: TestDir,
     generation: AtomicUsize,

@@ -4,6 +4,7 @@
 //! Most need the local platform (etcd, kube-apiserver, Alertmanager, Helm, promtool):
 //! `eval "$(bash tests/platform/setup.sh)"` first (`make test` does it).
 
+mod agreement;
 mod alert_to_job;
 mod architecture;
 mod chart;
