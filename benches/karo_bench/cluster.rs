@@ -619,6 +619,29 @@ impl Bench {
     /// Waits until the API server has been quiet (fewer than 5 requests in a
     /// second) and returns how long that took; `None` if it was still busy after
     /// `SETTLE_MAX`.
+    /// Posts every body to `hook`, `IN_FLIGHT` at a time, while the API server is
+    /// profiled as `profile`; then waits for the API server to settle. Returns the
+    /// deliveries, the time they took, and the settling tail.
+    async fn deliver_all(
+        &self,
+        hook: &str,
+        bodies: Vec<Vec<u8>>,
+        profile: &str,
+    ) -> (Vec<Delivery>, Duration, Option<Duration>) {
+        let pprof = self.profile_apiserver(profile, 3);
+        let t0 = Instant::now();
+        let deliveries: Vec<Delivery> = stream::iter(bodies)
+            .map(|body| deliver(&self.http, hook, body))
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        let elapsed = t0.elapsed();
+        if let Some(p) = pprof {
+            let _ = p.await;
+        }
+        (deliveries, elapsed, self.settle().await)
+    }
+
     async fn settle(&self) -> Option<Duration> {
         let total = |p: Probe| p.requests.values().sum::<f64>();
         let t0 = Instant::now();
@@ -739,18 +762,9 @@ impl Bench {
         self.wait_loaded(karo, self.loaded).await?;
         let hook = format!("{}/webhook", karo.url());
         let before = Probe::take(self, Some(karo)).await;
-        let pprof = self.profile_apiserver(&format!("e2e-karo-{n}"), 3);
-        let t0 = Instant::now();
-        let deliveries: Vec<Delivery> = stream::iter(bodies)
-            .map(|body| deliver(&self.http, &hook, body))
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
+        let (deliveries, through_karo, tail) = self
+            .deliver_all(&hook, bodies, &format!("e2e-karo-{n}"))
             .await;
-        let through_karo = t0.elapsed();
-        if let Some(p) = pprof {
-            let _ = p.await;
-        }
-        let tail = self.settle().await;
         let karo_cost = before.diff(&Probe::take(self, Some(karo)).await);
         let undelivered = deliveries.iter().filter(|d| !d.ok).count();
         let retries: usize = deliveries.iter().map(|d| d.attempts - 1).sum();
@@ -862,18 +876,8 @@ impl Bench {
         self.wait_loaded(karo, self.loaded).await?;
         let hook = format!("{}/webhook", karo.url());
         let before = Probe::take(self, Some(karo)).await;
-        let pprof = self.profile_apiserver("storm-karo", 3);
-        let t0 = Instant::now();
-        let deliveries: Vec<Delivery> = stream::iter(0..STORM)
-            .map(|_| deliver(&self.http, &hook, body.clone()))
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
-        let through_karo = t0.elapsed();
-        if let Some(p) = pprof {
-            let _ = p.await;
-        }
-        let tail = self.settle().await;
+        let bodies = (0..STORM).map(|_| body.clone()).collect();
+        let (deliveries, through_karo, tail) = self.deliver_all(&hook, bodies, "storm-karo").await;
         let karo_cost = before.diff(&Probe::take(self, Some(karo)).await);
         let listed = self.count_jobs(ns).await?;
         let created = count(&deliveries, "created");

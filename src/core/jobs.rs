@@ -425,29 +425,27 @@ fn finish(
     }
 
     let spec = object_at(root, "spec").ok_or_else(|| invalid("spec", "not a mapping"))?;
+    let (spec_values, default_values) = (&reaction.spec, defaults);
     let overrides = [
         (
             "ttlSecondsAfterFinished",
-            reaction
-                .spec
+            spec_values
                 .ttl_seconds_after_finished
-                .map(i64::from)
-                .or(defaults.ttl_seconds_after_finished.map(i64::from)),
+                .or(default_values.ttl_seconds_after_finished)
+                .map(i64::from),
         ),
         (
             "backoffLimit",
-            reaction
-                .spec
+            spec_values
                 .backoff_limit
-                .map(i64::from)
-                .or(defaults.backoff_limit.map(i64::from)),
+                .or(default_values.backoff_limit)
+                .map(i64::from),
         ),
         (
             "activeDeadlineSeconds",
-            reaction
-                .spec
+            spec_values
                 .active_deadline_seconds
-                .or(defaults.active_deadline_seconds),
+                .or(default_values.active_deadline_seconds),
         ),
     ];
     for (key, value) in overrides {

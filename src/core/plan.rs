@@ -224,30 +224,28 @@ mod tests {
     use crate::model::alert::parse_notification;
     use crate::model::config::{Config, Policy};
     use crate::model::crd::AlertReaction;
+    use serde_json::json;
 
-    fn compiled(yaml: &str) -> Arc<CompiledReaction> {
-        let mut ar: AlertReaction = serde_yaml::from_str(yaml).expect("test manifest");
+    /// A reaction `name` for alert `Disk` with severity critical, one action
+    /// echoing `arg`, and the fields of `extra` in its spec.
+    fn compiled(name: &str, arg: &str, extra: serde_json::Value) -> Arc<CompiledReaction> {
+        let mut spec = serde_json::json!({
+            "alertName": "Disk",
+            "matchers": [{"name": "severity", "operator": "=", "value": "critical"}],
+            "actions": [{"name": "echo", "image": "busybox", "command": ["echo", arg]}],
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        let mut ar = AlertReaction::new(name, serde_json::from_value(spec).expect("spec"));
         ar.metadata.namespace = Some("default".into());
         ar.metadata.uid = Some("uid-1".into());
         Arc::new(reaction::compile(&ar, &Renderer::new(), &Policy::default()).expect("compiles"))
     }
 
-    fn reaction_yaml(name: &str, extra: &str) -> String {
-        format!(
-            r#"
-apiVersion: karo.io/v1alpha1
-kind: AlertReaction
-metadata: {{ name: {name} }}
-spec:
-  alertName: Disk
-  matchers: [{{ name: severity, operator: "=", value: critical }}]
-  actions:
-    - name: echo
-      image: busybox
-      command: ["echo", "{{{{ labels.instance }}}}"]
-{extra}
-"#
-        )
+    /// `compiled` with the instance as the argument.
+    fn disk(extra: serde_json::Value) -> Arc<CompiledReaction> {
+        compiled("disk", "{{ labels.instance }}", extra)
     }
 
     fn notification(status: &str, severity: &str) -> Notification {
@@ -286,7 +284,7 @@ spec:
 
     #[test]
     fn a_matching_alert_plans_its_job_and_other_alerts_have_no_candidates() {
-        let r = compiled(&reaction_yaml("disk", ""));
+        let r = disk(json!({}));
         let plan = decide(vec![r], &notification("firing", "critical"), false);
         assert_eq!(plan.alerts.len(), 2);
         assert!(plan.alerts[1].candidates.is_empty(), "alertname Other");
@@ -309,7 +307,7 @@ spec:
 
     #[test]
     fn a_failing_matcher_is_named() {
-        let r = compiled(&reaction_yaml("disk", ""));
+        let r = disk(json!({}));
         let plan = decide(vec![r], &notification("firing", "warning"), false);
         assert!(matches!(
             plan.alerts[0].candidates[0].decision,
@@ -319,8 +317,8 @@ spec:
 
     #[test]
     fn trigger_on_decides_resolved_alerts() {
-        let firing_only = compiled(&reaction_yaml("disk", ""));
-        let both = compiled(&reaction_yaml("both", "  triggerOn: [firing, resolved]"));
+        let firing_only = disk(json!({}));
+        let both = compiled("both", "x", json!({"triggerOn": ["firing", "resolved"]}));
         let plan = decide(
             vec![firing_only, both],
             &notification("resolved", "critical"),
@@ -334,36 +332,26 @@ spec:
     #[test]
     fn suspended_reactions_render_nothing_even_with_a_template_that_cannot_render() {
         // `labels.missing` fails in strict mode at render time, never for a suspended reaction.
-        let yaml = reaction_yaml("disk", "  suspend: true")
-            .replace("{{ labels.instance }}", "{{ labels.missing }}");
-        let plan = decide(
-            vec![compiled(&yaml)],
-            &notification("firing", "critical"),
-            false,
-        );
+        let suspended = compiled("disk", "{{ labels.missing }}", json!({"suspend": true}));
+        let plan = decide(vec![suspended], &notification("firing", "critical"), false);
         assert!(matches!(only_step(&plan), Step::Suspended));
 
-        let broken =
-            reaction_yaml("disk", "").replace("{{ labels.instance }}", "{{ labels.missing }}");
-        let plan = decide(
-            vec![compiled(&broken)],
-            &notification("firing", "critical"),
-            false,
-        );
+        let broken = compiled("disk", "{{ labels.missing }}", json!({}));
+        let plan = decide(vec![broken], &notification("firing", "critical"), false);
         assert!(matches!(only_step(&plan), Step::RenderFailed(_)));
     }
 
     #[test]
     fn dry_run_comes_from_the_reaction_or_the_config() {
         for (extra, config_dry_run, want) in [
-            ("  dryRun: true", false, DryRunBy::Reaction),
-            ("", true, DryRunBy::Config),
+            (json!({"dryRun": true}), false, DryRunBy::Reaction),
+            (json!({}), true, DryRunBy::Config),
         ] {
-            let r = compiled(&reaction_yaml("disk", extra));
+            let r = disk(extra.clone());
             let plan = decide(vec![r], &notification("firing", "critical"), config_dry_run);
             assert!(
                 matches!(only_step(&plan), Step::DryRun { by, .. } if *by == want),
-                "{extra:?}, config dryRun {config_dry_run}: {:?}",
+                "{extra}, config dryRun {config_dry_run}: {:?}",
                 only_step(&plan)
             );
         }
@@ -371,10 +359,7 @@ spec:
 
     #[test]
     fn cooldown_and_forbid_are_gates_for_the_executor() {
-        let r = compiled(&reaction_yaml(
-            "disk",
-            "  cooldown: 10m\n  concurrencyPolicy: Forbid",
-        ));
+        let r = disk(json!({"cooldown": "10m", "concurrencyPolicy": "Forbid"}));
         let plan = decide(vec![r], &notification("firing", "critical"), false);
         let Step::Create { gates, .. } = only_step(&plan) else {
             panic!("expected a Job to create");

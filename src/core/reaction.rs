@@ -272,19 +272,17 @@ pub fn validate_volumes(spec: &AlertReactionSpec, policy: &Policy) -> Result<(),
                 format!("{:?} is defined twice", v.name),
             ));
         }
-        let sources = [
-            v.config_map.is_some(),
-            v.secret.is_some(),
-            v.empty_dir.is_some(),
-            v.persistent_volume_claim.is_some(),
-            v.host_path.is_some(),
-        ]
-        .iter()
-        .filter(|s| **s)
-        .count();
-        if sources != 1 {
-            return Err(Invalid::spec(format!("spec.volumes[{i}]"), format!("exactly one of configMap, secret, emptyDir, persistentVolumeClaim, hostPath must be set ({sources} are)")));
-        }
+        exactly_one(
+            format!("spec.volumes[{i}]"),
+            "configMap, secret, emptyDir, persistentVolumeClaim, hostPath",
+            &[
+                v.config_map.is_some(),
+                v.secret.is_some(),
+                v.empty_dir.is_some(),
+                v.persistent_volume_claim.is_some(),
+                v.host_path.is_some(),
+            ],
+        )?;
         if v.host_path.is_some() && !policy.allow_host_path {
             return Err(Invalid::policy(
                 format!("spec.volumes[{i}].hostPath"),
@@ -323,17 +321,15 @@ pub fn validate_action(
                 ))
             }
             (_, Some(from)) => {
-                let n = [
-                    from.alert_ref.is_some(),
-                    from.config_map_key_ref.is_some(),
-                    from.secret_key_ref.is_some(),
-                ]
-                .iter()
-                .filter(|s| **s)
-                .count();
-                if n != 1 {
-                    return Err(Invalid::spec(format!("{field}.valueFrom"), format!("exactly one of alertRef, configMapKeyRef, secretKeyRef must be set ({n} are)")));
-                }
+                exactly_one(
+                    format!("{field}.valueFrom"),
+                    "alertRef, configMapKeyRef, secretKeyRef",
+                    &[
+                        from.alert_ref.is_some(),
+                        from.config_map_key_ref.is_some(),
+                        from.secret_key_ref.is_some(),
+                    ],
+                )?;
                 if let Some(r) = &from.alert_ref {
                     if !valid_alert_field(&r.field_path) {
                         return Err(Invalid::spec(format!("{field}.valueFrom.alertRef.fieldPath"), format!("{:?} is not an alert field (labels.<name>, annotations.<name>, status, startsAt, endsAt, fingerprint, generatorURL or .)", r.field_path)));
@@ -353,6 +349,18 @@ pub fn validate_action(
     }
     if let Some(sa) = &action.service_account {
         check_service_account(policy, sa, &format!("spec.actions[{i}].serviceAccount"))?;
+    }
+    Ok(())
+}
+
+/// Exactly one of the fields named in `names` is set (`set` says which are).
+fn exactly_one(field: String, names: &str, set: &[bool]) -> Result<(), Invalid> {
+    let n = set.iter().filter(|s| **s).count();
+    if n != 1 {
+        return Err(Invalid::spec(
+            field,
+            format!("exactly one of {names} must be set ({n} are)"),
+        ));
     }
     Ok(())
 }

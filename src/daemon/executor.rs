@@ -454,15 +454,17 @@ impl Executor {
         job: String,
     ) -> Outcome {
         self.metrics.jobs_deduplicated.inc();
-        info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job, "Job exists already: deduplicated");
-        events.publish(
-            reaction,
-            EventType::Normal,
+        let note = format!(
+            "Job {job} exists already for alert {} (repeated delivery)",
+            alert.fingerprint
+        );
+        let message = "Job exists already: deduplicated";
+        self.report(
+            events,
+            (reaction, action, alert, &job),
             "Deduplicated",
-            format!(
-                "Job {job} exists already for alert {} (repeated delivery)",
-                alert.fingerprint
-            ),
+            note,
+            message,
         );
         Outcome::Deduplicated(job)
     }
@@ -480,17 +482,32 @@ impl Executor {
     ) -> Outcome {
         self.metrics.skipped(reason);
         let reason = reason.label();
-        info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job, reason, "Job skipped: {why}");
-        events.publish(
-            reaction,
-            EventType::Normal,
+        let note = format!(
+            "Skipped Job {job} for alert {} ({reason}): {why}",
+            alert.fingerprint
+        );
+        let message = format!("Job skipped ({reason}): {why}");
+        self.report(
+            events,
+            (reaction, action, alert, job),
             "Skipped",
-            format!(
-                "Skipped Job {job} for alert {} ({reason}): {why}",
-                alert.fingerprint
-            ),
+            note,
+            &message,
         );
         Outcome::Skipped
+    }
+
+    /// Logs an action that created nothing, and publishes it as a Normal Event.
+    fn report(
+        &self,
+        events: &NotificationEvents,
+        (reaction, action, alert, job): (&Arc<CompiledReaction>, &str, &Alert, &str),
+        event_reason: &'static str,
+        note: String,
+        message: &str,
+    ) {
+        info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job, "{message}");
+        events.publish(reaction, EventType::Normal, event_reason, note);
     }
 }
 

@@ -372,17 +372,25 @@ impl Config {
         if self.webhook.path.len() > 1 && self.webhook.path.ends_with('/') {
             problems.push(FieldError::new("webhook.path", "must not end with `/`"));
         }
-        if self.webhook.max_body_bytes == 0 {
-            problems.push(FieldError::new(
-                "webhook.maxBodyBytes",
-                "must be greater than 0",
-            ));
-        }
-        if self.limits.max_concurrent_creates == 0 {
-            problems.push(FieldError::new(
+        let counts = [
+            ("webhook.maxBodyBytes", self.webhook.max_body_bytes),
+            (
                 "limits.maxConcurrentCreates",
-                "must be greater than 0",
-            ));
+                self.limits.max_concurrent_creates as u64,
+            ),
+            (
+                "http.headerReadTimeoutSeconds",
+                self.http.header_read_timeout_seconds,
+            ),
+            (
+                "http.bodyReadTimeoutSeconds",
+                self.http.body_read_timeout_seconds,
+            ),
+        ];
+        for (key, value) in counts {
+            if value == 0 {
+                problems.push(FieldError::new(key, "must be greater than 0"));
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             problems.push(FieldError::new(
@@ -396,18 +404,6 @@ impl Config {
             problems.push(FieldError::new(
                 "webhook.tls",
                 "`certFile` and `keyFile` are required when `enabled` is true",
-            ));
-        }
-        if self.http.header_read_timeout_seconds == 0 {
-            problems.push(FieldError::new(
-                "http.headerReadTimeoutSeconds",
-                "must be greater than 0",
-            ));
-        }
-        if self.http.body_read_timeout_seconds == 0 {
-            problems.push(FieldError::new(
-                "http.bodyReadTimeoutSeconds",
-                "must be greater than 0",
             ));
         }
         match self.webhook.auth.kind {
