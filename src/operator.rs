@@ -70,7 +70,6 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
         client,
         index,
         renderer,
-        snapshots: reloader.subscribe(),
         status: status.handle(),
         events: event_sender,
         metrics: metrics.clone(),

@@ -18,7 +18,6 @@ use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::{Api, Client};
 use serde::Serialize;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::core::plan::{self, ActionPlan, Decision, Gates, Step};
@@ -107,7 +106,6 @@ pub struct Executor {
     pub client: Client,
     pub index: Arc<ReactionIndex>,
     pub renderer: Arc<Renderer>,
-    pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub status: StatusHandle,
     pub events: EventSender,
     pub metrics: Arc<Metrics>,
@@ -136,16 +134,10 @@ struct Task {
 }
 
 impl Executor {
-    /// Handles one notification. Never fails as a whole: each Job's fate is in the summary.
-    pub async fn handle(&self, notification: Notification) -> Summary {
-        // One configuration for the whole notification.
-        let snapshot = self.snapshots.borrow().clone();
-        let plan = plan::plan(
-            &notification,
-            self.index.as_ref(),
-            &self.renderer,
-            &snapshot,
-        );
+    /// Handles one notification under one configuration snapshot (that of the
+    /// request). Never fails as a whole: each Job's fate is in the summary.
+    pub async fn handle(&self, notification: Notification, snapshot: &Snapshot) -> Summary {
+        let plan = plan::plan(&notification, self.index.as_ref(), &self.renderer, snapshot);
         let m = &self.metrics;
         let mut summary = Summary {
             received: notification.alerts.len(),
@@ -178,7 +170,7 @@ impl Executor {
         let results: Vec<Executed> = futures::stream::iter(tasks)
             .map(|task| {
                 let alert = &notification.alerts[task.alert];
-                let (events, snapshot) = (&events, &snapshot);
+                let events = &events;
                 async move {
                     let outcome = self
                         .execute(snapshot, &task.reaction, alert, task.action, events)

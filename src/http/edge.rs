@@ -31,9 +31,14 @@ impl Edge {
         self.snapshots.borrow().clone()
     }
 
-    /// 401 with a challenge unless the request carries the configured credentials.
-    pub fn authenticate(&self, req: &Request<Incoming>) -> Result<(), Box<Resp>> {
-        let auth = &self.snapshots.borrow().config.webhook.auth.clone();
+    /// 401 with a challenge unless the request carries the credentials that
+    /// `snapshot` configures.
+    pub fn authenticate(
+        &self,
+        snapshot: &Snapshot,
+        req: &Request<Incoming>,
+    ) -> Result<(), Box<Resp>> {
+        let auth = &snapshot.config.webhook.auth;
         let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
         match self.authenticator.check(auth, header) {
             Ok(()) => Ok(()),

@@ -13,16 +13,22 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, StatusCode};
 use tracing::info;
 
+use crate::core::snapshot::Snapshot;
 use crate::daemon::metrics::ErrorKind;
 use crate::http::edge::Edge;
 use crate::http::reply::{error, method_not_allowed, respond, Resp};
 use crate::model::alert::parse_notification;
 
-pub async fn webhook(edge: &Edge, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+pub async fn webhook(
+    edge: &Edge,
+    snapshot: &Snapshot,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Resp {
     if req.method() != Method::POST {
         return method_not_allowed("POST");
     }
-    if let Err(resp) = edge.authenticate(&req) {
+    if let Err(resp) = edge.authenticate(snapshot, &req) {
         return *resp;
     }
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
@@ -35,7 +41,6 @@ pub async fn webhook(edge: &Edge, req: Request<Incoming>, peer: SocketAddr) -> R
             );
         }
     }
-    let snapshot = edge.snapshot();
     let limit = snapshot.config.webhook.max_body_bytes;
     let body_timeout = Duration::from_secs(snapshot.config.http.body_read_timeout_seconds);
     let declared = req
@@ -84,7 +89,7 @@ pub async fn webhook(edge: &Edge, req: Request<Incoming>, peer: SocketAddr) -> R
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let summary = edge.executor.handle(notification).await;
+    let summary = edge.executor.handle(notification, snapshot).await;
     let status = if summary.retry {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
