@@ -1,0 +1,321 @@
+//! Against the real local API server (etcd + kube-apiserver 1.20 on loopback) and
+//! the release `karo` binary: (2) alert to Job, (3) duplicate storm, (4) memory,
+//! (5) reload. Every Karo figure has its baseline measured here, in the same run.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context as _, Result};
+use futures::{stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::Value;
+
+use karo::core::jobs::{build_job, JobInput, Skeleton};
+use karo::core::reaction::compile;
+use karo::core::render::Renderer;
+use karo::model::alert::parse_notification;
+use karo::model::config::{JobDefaults, Limits, Policy};
+use karo::model::crd::AlertReaction;
+
+use crate::pure;
+use crate::report::Report;
+use crate::stats::{self, percentile};
+use crate::support::{free_port, wait_until, ControlPlane, Proc, TestDir};
+
+/// Jobs of (2), per variant.
+const JOBS: usize = 1000;
+/// Notifications in flight at once, as a busy Alertmanager would send them.
+const IN_FLIGHT: usize = 8;
+/// Alerts per notification in (2).
+const E2E_SIZES: [usize; 3] = [1, 10, 100];
+/// Deliveries of the same notification in (3).
+const STORM: usize = 1000;
+/// ConfigMap swaps (and direct reloads) in (5).
+const SWAPS: usize = 20;
+/// `reload::DEBOUNCE` (private in src/reload.rs).
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// AlertReactions created at once when loading 10 000 of them for (4).
+const CREATE_CONCURRENCY: usize = 64;
+/// Between phases, the API server is let settle (Karo publishes its Events after
+/// answering the webhook), for at most this long.
+const SETTLE_MAX: Duration = Duration::from_secs(30);
+/// Hang guard; nothing is asserted about time.
+const HANG_GUARD: Duration = Duration::from_secs(300);
+
+mod phases;
+mod probe;
+mod process;
+
+use probe::*;
+pub use process::karo_bin;
+use process::*;
+
+struct Bench {
+    cp: ControlPlane,
+    client: kube::Client,
+    http: reqwest::Client,
+    /// For the API server's own `/metrics`.
+    apiserver_http: reqwest::Client,
+    renderer: Renderer,
+    skeleton: Skeleton,
+    /// The namespaces the first Karo watches: one per variant of (2), one for (3).
+    karo_namespaces: Vec<String>,
+    /// AlertReactions created so far in them.
+    loaded: usize,
+}
+
+pub async fn run(report: &mut Report) -> Result<()> {
+    let begun = Instant::now();
+    let cp = ControlPlane::start().await?;
+    cp.install_crd().await;
+    report.note(format!(
+        "control plane: etcd 3.4 + kube-apiserver 1.20 on loopback, started with the CRD in {}",
+        stats::dur(begun.elapsed())
+    ));
+    let mut b = Bench {
+        client: cp.client().await,
+        cp,
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .timeout(Duration::from_secs(120))
+            .build()?,
+        apiserver_http: reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(30))
+            .build()?,
+        renderer: Renderer::new(),
+        skeleton: Skeleton::builtin().map_err(anyhow::Error::msg)?,
+        karo_namespaces: Vec::new(),
+        loaded: 0,
+    };
+    // Namespaces are fixed at Karo's start, so they are made first.
+    for n in E2E_SIZES {
+        let ns = b.cp.namespace(&format!("karo-{n}")).await;
+        b.karo_namespaces.push(ns);
+    }
+    let ns = b.cp.namespace("storm-karo").await;
+    b.karo_namespaces.push(ns);
+
+    let config = config_yaml("/webhook", &b.karo_namespaces);
+    let cm = ConfigMapDir::new(&[("config.yaml", &config)])?;
+    let mut karo = b.start_karo(&cm.config()).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (idle, idle_rss) = memory(karo.pid())?;
+    report.note(format!(
+        "(4) idle: `karo run` started, synced, no AlertReaction: VmHWM {}, VmRSS {}",
+        stats::mib(idle),
+        stats::mib(idle_rss)
+    ));
+
+    // A Karo whose background work (Events) still loads the API server after
+    // SETTLE_MAX would disturb the next baseline: it is replaced by a fresh one
+    // (same config), which drops that backlog.
+    let mut during = 0;
+    let mut restarts = 0;
+    for (i, n) in E2E_SIZES.into_iter().enumerate() {
+        let ns = b.karo_namespaces[i].clone();
+        let settled = b.alert_to_job(&karo, n, &ns, report).await?;
+        during = during.max(memory(karo.pid())?.0);
+        if !settled {
+            restarts += 1;
+            karo = b
+                .restart_karo(karo, &cm, &format!("karo-e2e-{restarts}"), report)
+                .await?;
+        }
+    }
+    let ns = b.karo_namespaces[E2E_SIZES.len()].clone();
+    if !b.storm(&karo, &ns, report).await? {
+        restarts += 1;
+        karo = b
+            .restart_karo(karo, &cm, &format!("karo-e2e-{restarts}"), report)
+            .await?;
+    }
+    b.reload(&karo, &cm, report).await?;
+    karo.stop("karo-e2e");
+
+    let loaded = b.memory_10k(report).await?;
+
+    report.row(
+        "4 peak RSS (VmHWM), idle".into(),
+        stats::mib(idle),
+        "idle (itself)".into(),
+        stats::ratio(1.0),
+        "< 30 MiB".into(),
+        stats::yes_no(idle < 30 * 1024),
+    );
+    report.row(
+        format!("4 peak RSS, {} AlertReactions cached", pure::REACTIONS),
+        stats::mib(loaded),
+        format!("idle: {}", stats::mib(idle)),
+        stats::ratio(loaded as f64 / idle as f64),
+        "< 100 MiB".into(),
+        stats::yes_no(loaded < 100 * 1024),
+    );
+    report.row(
+        "4 peak RSS during (2) and before (max over its Karo processes)".into(),
+        stats::mib(during),
+        format!("idle: {}", stats::mib(idle)),
+        stats::ratio(during as f64 / idle as f64),
+        "—".into(),
+        "—".into(),
+    );
+    report.note(format!(
+        "cluster part (control plane start, (2) to (5)) took {}",
+        stats::dur(begun.elapsed())
+    ));
+    Ok(())
+}
+
+impl Bench {
+    /// Stops `karo` (keeping its log as `<name>.log`), waits for the API server to
+    /// settle, and starts a new Karo with the same config, its reactions loaded.
+    async fn restart_karo(
+        &self,
+        karo: Karo,
+        cm: &ConfigMapDir,
+        name: &str,
+        report: &mut Report,
+    ) -> Result<Karo> {
+        karo.stop(name);
+        let quiet = self.settle().await;
+        report.note(format!(
+            "Karo was still loading the API server {} after its last answer: replaced by a fresh process (log {name}.log); the API server was quiet {} after the old one stopped",
+            stats::dur(SETTLE_MAX),
+            settled(quiet)
+        ));
+        let karo = self.start_karo(&cm.config()).await?;
+        self.wait_loaded(&karo, self.loaded).await?;
+        Ok(karo)
+    }
+
+    /// `karo run --config <file>`, ready (its cache synced).
+    async fn start_karo(&self, config: &Path) -> Result<Karo> {
+        Karo::start(self.cp.kubeconfig(), config, &self.http).await
+    }
+
+    async fn create_reaction(&mut self, namespace: &str, alert: &str) -> Result<AlertReaction> {
+        let api: Api<AlertReaction> = Api::namespaced(self.client.clone(), namespace);
+        let created = api
+            .create(&PostParams::default(), &e2e_reaction(namespace, alert)?)
+            .await
+            .with_context(|| format!("creating the reaction in {namespace}"))?;
+        if self.karo_namespaces.iter().any(|n| n == namespace) {
+            self.loaded += 1;
+        }
+        Ok(created)
+    }
+
+    /// With `KARO_BENCH_PPROF` set: a CPU profile of the API server over the next
+    /// `seconds`, saved as `target/karo-bench/apiserver-<name>.pprof` (read it with
+    /// `go tool pprof -top`). Await the handle after the phase.
+    fn profile_apiserver(&self, name: &str, seconds: u64) -> Option<tokio::task::JoinHandle<()>> {
+        std::env::var_os("KARO_BENCH_PPROF")?;
+        let http = self.apiserver_http.clone();
+        let url = format!("{}/debug/pprof/profile?seconds={seconds}", self.cp.url());
+        let token = self.cp.token().to_string();
+        let path = logs_dir().join(format!("apiserver-{name}.pprof"));
+        Some(tokio::spawn(async move {
+            let body = async {
+                http.get(url)
+                    .bearer_auth(token)
+                    .timeout(Duration::from_secs(seconds + 30))
+                    .send()
+                    .await?
+                    .bytes()
+                    .await
+            }
+            .await;
+            if let Ok(bytes) = body {
+                let _ = std::fs::create_dir_all(logs_dir());
+                let _ = std::fs::write(path, bytes);
+            }
+        }))
+    }
+
+    /// Waits until the API server has been quiet (fewer than 5 requests in a
+    /// second) and returns how long that took; `None` if it was still busy after
+    /// `SETTLE_MAX`.
+    /// Posts every body to `hook`, `IN_FLIGHT` at a time, while the API server is
+    /// profiled as `profile`; then waits for the API server to settle. Returns the
+    /// deliveries, the time they took, and the settling tail.
+    async fn deliver_all(
+        &self,
+        hook: &str,
+        bodies: Vec<Vec<u8>>,
+        profile: &str,
+    ) -> (Vec<Delivery>, Duration, Option<Duration>) {
+        let pprof = self.profile_apiserver(profile, 3);
+        let t0 = Instant::now();
+        let deliveries: Vec<Delivery> = stream::iter(bodies)
+            .map(|body| deliver(&self.http, hook, body))
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        let elapsed = t0.elapsed();
+        if let Some(p) = pprof {
+            let _ = p.await;
+        }
+        (deliveries, elapsed, self.settle().await)
+    }
+
+    async fn settle(&self) -> Option<Duration> {
+        let total = |p: Probe| p.requests.values().sum::<f64>();
+        let t0 = Instant::now();
+        let mut last = total(Probe::take(self, None).await);
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = total(Probe::take(self, None).await);
+            if now - last < 5.0 {
+                return Some(t0.elapsed().saturating_sub(Duration::from_secs(1)));
+            }
+            if t0.elapsed() > SETTLE_MAX {
+                return None;
+            }
+            last = now;
+        }
+    }
+
+    /// Waits until Karo has compiled `want` reactions.
+    async fn wait_loaded(&self, karo: &Karo, want: usize) -> Result<()> {
+        let (http, url, want) = (&self.http, karo.url(), want as f64);
+        wait_until(HANG_GUARD, || async move {
+            metric(http, url, "karo_reactions_loaded")
+                .await
+                .is_ok_and(|n| n >= want)
+        })
+        .await
+        .with_context(|| format!("karo never loaded {want} reactions"))
+    }
+
+    async fn count_jobs(&self, namespace: &str) -> Result<usize> {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.list(&ListParams::default()).await?.items.len())
+    }
+
+    /// The Jobs Karo would create for `bodies`, built with Karo's own `build_job`
+    /// for the reaction `ar` as read back from the API server.
+    fn build_jobs(&self, ar: &AlertReaction, bodies: &[Vec<u8>]) -> Result<Vec<Job>> {
+        let reaction =
+            compile(ar, &self.renderer, &Policy::default()).map_err(|e| anyhow!("{e}"))?;
+        let defaults = JobDefaults::default();
+        let mut jobs = Vec::new();
+        for body in bodies {
+            let notification = parse_notification(body, jiff::Timestamp::now())?;
+            for alert in &notification.alerts {
+                jobs.push(build_job(&JobInput {
+                    reaction: &reaction,
+                    source: &reaction.sources[0],
+                    alert,
+                    notification: &notification,
+                    renderer: &self.renderer,
+                    skeleton: &self.skeleton,
+                    defaults: &defaults,
+                })?);
+            }
+        }
+        Ok(jobs)
+    }
+}
