@@ -83,10 +83,7 @@ impl Bench {
                 "(2) karo, {n}/notification: {listed} Jobs, not {JOBS}"
             ));
         }
-        let latencies: Vec<Duration> = deliveries
-            .iter()
-            .flat_map(|d| d.latencies.iter().copied())
-            .collect();
+        let latencies = all_latencies(&deliveries);
         let ratio = through_karo.as_secs_f64() / direct.as_secs_f64();
         report.row(
             format!("2 alert→Job, {JOBS} Jobs, {n} alert(s)/notification"),
@@ -198,10 +195,7 @@ impl Bench {
                 "(3) storm: {listed} Jobs listed, {created} created, {deduplicated} deduplicated, {undelivered} undelivered (expected exactly one Job)"
             ));
         }
-        let latencies: Vec<Duration> = deliveries
-            .iter()
-            .flat_map(|d| d.latencies.iter().copied())
-            .collect();
+        let latencies = all_latencies(&deliveries);
         let karo_rps = STORM as f64 / through_karo.as_secs_f64();
         let direct_rps = STORM as f64 / direct.as_secs_f64();
         report.row(

@@ -146,6 +146,14 @@ pub(super) async fn deliver(http: &reqwest::Client, hook: &str, body: Vec<u8>) -
     d
 }
 
+/// The latency of every attempt of every delivery.
+pub(super) fn all_latencies(deliveries: &[Delivery]) -> Vec<Duration> {
+    deliveries
+        .iter()
+        .flat_map(|d| d.latencies.iter().copied())
+        .collect()
+}
+
 pub(super) fn count(deliveries: &[Delivery], key: &str) -> u64 {
     deliveries
         .iter()
