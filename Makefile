@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build test test-env crd lint fmt clean bench
+.PHONY: all build test test-env crd lint fmt clean bench image
 
 all: build
 
@@ -17,6 +17,15 @@ test:
 	$(CARGO) fmt --all -- --check; \
 	$(CARGO) clippy --all-targets --quiet -- -D warnings; \
 	$(CARGO) test --no-fail-fast --lib --bins --tests
+
+# Karo's image without a registry: the release binary on the Debian 12 runtime that
+# distroless cc-debian12 carries, as a docker-archive at target/karo-image.tar that
+# `ctr images import` accepts. The last line printed is the image reference.
+KARO_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE ?= docker.io/dudizimber/karo:$(KARO_VERSION)
+image:
+	@$(CARGO) build --release --locked --bin karo
+	@python3 tests/platform/image.py target/release/karo target/karo-image.tar $(IMAGE)
 
 # Throughput, latency, memory and reload figures against baselines measured in the
 # same run (BENCHMARKS.md); starts its own etcd and kube-apiserver.

@@ -11,6 +11,7 @@ mod chart;
 mod cli;
 mod config_reload;
 mod crd;
+mod image;
 mod observability;
 mod properties;
 mod security;
