@@ -9,6 +9,7 @@ mod alert_to_job;
 mod architecture;
 mod chart;
 mod cli;
+mod cluster;
 mod config_reload;
 mod crd;
 mod image;
@@ -32,6 +33,7 @@ mod support {
 
     pub mod alertmanager;
     pub mod bins;
+    pub mod cluster;
     pub mod control_plane;
     pub mod files;
     pub mod karo_lib;

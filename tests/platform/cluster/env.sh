@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the variables are used by the other scripts
 # Settings shared by the scripts of Karo's single-node test cluster
 # (tests/platform/cluster). Sourced by every script; source it yourself to use a
 # started cluster:
@@ -20,6 +21,12 @@ KARO_CLUSTER_RUN=$KARO_CLUSTER_DIR/run
 KARO_CLUSTER_PKI=$KARO_CLUSTER_RUN/pki
 KARO_CLUSTER_LOGS=$KARO_CLUSTER_RUN/log
 KARO_CLUSTER_SAVED=$KARO_CLUSTER_DIR/host-saved
+# Fixed paths outside run/ that the components create whatever their flags say:
+# the kubelet's /var/log/pods, /var/log/containers and device-plugin socket dir
+# (/var/lib/kubelet/device-plugins), libcni's result cache (/var/lib/cni) and the
+# containerd shims' socket dir (/run/containerd/s), libmount's /run/mount.
+# stop.sh removes those that did not exist before start.sh.
+KARO_CLUSTER_HOST_PATHS="/var/log/pods /var/log/containers /var/lib/kubelet /var/lib/cni /run/containerd /run/mount"
 
 # Network. The kubelet refuses a loopback node IP and pods cannot reach 127.0.0.1,
 # so the API server and the kubelet listen on a host-local /32 added to `lo`:
