@@ -9,13 +9,21 @@ all: build
 build:
 	$(CARGO) build --release
 
-# Installs etcd, kube-apiserver (built once, cached in ~/.cache/karo), Alertmanager,
-# promtool and Helm, then runs every test against them.
+# Installs and starts everything the tests run against: a single-node Kubernetes
+# cluster (kubelet, controller manager, scheduler, kube-proxy, containerd; built once
+# from Debian's kubernetes source, cached in ~/.cache/karo), the kube-apiserver of the
+# same build for the per-test control planes, etcd, Alertmanager, promtool, Helm,
+# and Karo's own image; then runs every test. The cluster is stopped at the end.
 test:
 	@set -euo pipefail; \
-	eval "$$(bash tests/platform/setup.sh)"; \
+	bash tests/platform/cluster/build.sh; \
+	eval "$$(KUBEBUILDER_ASSETS=$${KARO_CACHE:-$$HOME/.cache/karo}/cluster/bin bash tests/platform/setup.sh)"; \
 	$(CARGO) fmt --all -- --check; \
 	$(CARGO) clippy --all-targets --quiet -- -D warnings; \
+	$(MAKE) --no-print-directory image; \
+	trap 'bash tests/platform/cluster/stop.sh' EXIT; \
+	bash tests/platform/cluster/start.sh >&2; \
+	eval "$$(bash tests/platform/cluster/exports.sh)"; \
 	$(CARGO) test --no-fail-fast --lib --bins --tests
 
 # Karo's image without a registry: the release binary on the Debian 12 runtime that
