@@ -5,12 +5,14 @@
 //! - `karo_pod`: the chart, Karo's pod, a real Alertmanager, a Job that runs;
 //! - `remediation`: a Job that restarts a Deployment with `kubectl rollout restart`;
 //! - `lifecycle`: the Job TTL, and the garbage collector after a reaction is deleted;
-//! - `live_config`: `helm upgrade` reaches Karo through the kubelet, without a restart.
+//! - `live_config`: `helm upgrade` reaches Karo through the kubelet, without a restart;
+//! - `secrets_and_replicas`: a rotated password Secret, and two replicas behind the Service.
 
 mod karo_pod;
 mod lifecycle;
 mod live_config;
 mod remediation;
+mod secrets_and_replicas;
 
 use std::process::Command;
 use std::time::Duration;
@@ -25,7 +27,7 @@ use crate::support::cluster::{karo_image, Cluster, TOOLS_IMAGE};
 use crate::support::files::{repo_path, succeeded};
 use crate::support::karo_lib::AlertReaction;
 use crate::support::process::run_output;
-use crate::support::ready::wait_for;
+use crate::support::ready::{wait_for, wait_until};
 use crate::support::webhook::post_json;
 
 /// Pods start in seconds here; this only guards against a hang.
@@ -86,6 +88,15 @@ async fn karo_in_namespace(prefix: &str, extra: &[&str]) -> (String, String) {
     let client = cluster.client().await;
     karo_pod(&client, &ns).await;
     let url = service_url(&client, &ns).await;
+    // kube-proxy programs the Service's endpoints a moment after the pod is Ready.
+    let readyz = format!("{url}/readyz");
+    wait_until(POD_GUARD, || async {
+        reqwest::get(&readyz)
+            .await
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{readyz} through the Service: {e}"));
     (ns, url)
 }
 
