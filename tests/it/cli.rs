@@ -1,5 +1,4 @@
-//! `karo render` and `karo validate`, run as the binary a user runs, plus the
-//! demo script behind `make demo`.
+//! `karo render` and `karo validate`, run as the binary a user runs.
 //!
 //! Golden files: `tests/fixtures/cli/golden/<case>.yaml` hold what `karo render`
 //! prints for each example under `examples/` with its sample payload. After an
@@ -12,7 +11,7 @@
 //! The tests that need the platform (a kube-apiserver, Alertmanager) find it as the
 //! other integration tests do: `eval "$(bash tests/platform/setup.sh)"` first.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::PostParams;
@@ -20,7 +19,6 @@ use kube::Api;
 use serde_json::Value;
 
 use crate::support::files::{documents, read, repo_path, stderr, stdout};
-use crate::support::karo_bin;
 use crate::support::karo_lib::PLACEHOLDER_UID;
 use crate::support::karo_process::karo_command as karo;
 use crate::support::scenario::Scenario;
@@ -492,37 +490,4 @@ async fn render_builds_the_jobs_the_daemon_creates() {
         }
     }
     assert_eq!(s.jobs().await.len(), total, "no other Job was created");
-}
-
-// ---------------------------------------------------------------------------
-// make demo
-
-#[test]
-fn demo_script_ends_with_the_job_and_its_command() {
-    let out = Command::new("bash")
-        .arg(repo_path("tests/platform/demo.sh"))
-        .current_dir(repo_path(""))
-        .env("KARO_BIN", karo_bin())
-        .output()
-        .expect("running tests/platform/demo.sh");
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "demo.sh failed:\n{text}\n{}",
-        stderr(&out)
-    );
-    let lines: Vec<&str> = text.lines().collect();
-    let n = lines.len();
-    assert!(n >= 4, "{text}");
-    assert_eq!(
-        lines[n - 1],
-        "kubectl rollout restart deployment/checkout -n shop",
-        "{text}"
-    );
-    assert_eq!(lines[n - 2], "==> its rendered command", "{text}");
-    assert!(
-        lines[n - 3].starts_with("restart-deployment-restart-"),
-        "the Job is shown before its command:\n{text}"
-    );
-    assert!(lines[n - 4].starts_with("NAME "), "{text}");
 }

@@ -43,7 +43,6 @@ mod support {
     pub mod scenario;
     pub mod webhook;
 
-    pub use bins::karo_bin;
     pub use control_plane::ControlPlane;
     pub use process::{free_port, Proc, TestDir};
     pub use ready::{wait_until, SOON};

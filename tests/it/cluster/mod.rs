@@ -3,11 +3,13 @@
 //! these alone with `cargo test --test it cluster::` once the cluster is up.
 //!
 //! - `karo_pod`: the chart, Karo's pod, a real Alertmanager, a Job that runs;
+//! - `demo`: `make demo` shows the Job, its log and the restarted Deployment;
 //! - `remediation`: a Job that restarts a Deployment with `kubectl rollout restart`;
 //! - `lifecycle`: the Job TTL, and the garbage collector after a reaction is deleted;
 //! - `live_config`: `helm upgrade` reaches Karo through the kubelet, without a restart;
 //! - `secrets_and_replicas`: a rotated password Secret, and two replicas behind the Service.
 
+mod demo;
 mod karo_pod;
 mod lifecycle;
 mod live_config;
