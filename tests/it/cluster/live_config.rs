@@ -11,7 +11,7 @@ use super::{create_reaction, helm, karo_in_namespace, karo_pod, notify, POD_GUAR
 use crate::support::cluster::Cluster;
 use crate::support::files::repo_path;
 use crate::support::ready::wait_for;
-use crate::support::webhook::firing;
+use crate::support::webhook::{firing, metric};
 
 const REACTION: &str = r#"
 apiVersion: karo.io/v1alpha1
@@ -27,17 +27,7 @@ spec:
 
 /// Successful reloads so far, from Karo's metrics.
 async fn reloads(url: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find(|l| l.starts_with("karo_config_reloads_total{result=\"success\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    metric(url, "karo_config_reloads_total{result=\"success\"}").await
 }
 
 /// `helm upgrade` of the release with one more `--set`; waits until Karo has

@@ -58,34 +58,20 @@ await_complete() {
   fail "Job $1 not Complete after $2 s"
 }
 
+# job NAME COMMAND [SPEC_LINE]: a Job of one container on the tools image.
+job() {
+  printf -- '---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: %s}\nspec:\n  backoffLimit: 0\n' "$1"
+  [ -n "${3:-}" ] && printf '  %s\n' "$3"
+  printf '  template:\n    spec:\n      restartPolicy: Never\n      containers:\n'
+  printf '      - name: main\n        image: %s\n        command: ["sh", "-c", "%s"]\n' \
+    "$KARO_CLUSTER_TOOLS_IMAGE" "$2"
+}
+
 # All three start at once; each check then waits for its own.
-k apply -f - >/dev/null <<EOF
-apiVersion: batch/v1
-kind: Job
-metadata: {name: hello}
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: main
-        image: $KARO_CLUSTER_TOOLS_IMAGE
-        command: ["sh", "-c", "echo hello from karo"]
----
-apiVersion: batch/v1
-kind: Job
-metadata: {name: short-lived}
-spec:
-  backoffLimit: 0
-  ttlSecondsAfterFinished: 3
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: main
-        image: $KARO_CLUSTER_TOOLS_IMAGE
-        command: ["sh", "-c", "echo gone soon"]
+{
+  job hello "echo hello from karo"
+  job short-lived "echo gone soon" "ttlSecondsAfterFinished: 3"
+  cat <<EOF
 ---
 # What a Karo action Job does: restart a Deployment with its own ServiceAccount.
 apiVersion: apps/v1
@@ -135,6 +121,7 @@ spec:
         image: $KARO_CLUSTER_TOOLS_IMAGE
         command: ["sh", "-c", "kubectl version --short && kubectl rollout restart deployment/web"]
 EOF
+} | k apply -f - >/dev/null
 
 # 2. short-lived first, since it does not stay long: Complete, then removed by
 #    the TTL-after-finished controller.
