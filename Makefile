@@ -17,7 +17,7 @@ build:
 test:
 	@set -euo pipefail; \
 	bash tests/platform/cluster/build.sh; \
-	eval "$$(KUBEBUILDER_ASSETS=$${KARO_CACHE:-$$HOME/.cache/karo}/cluster/bin bash tests/platform/setup.sh)"; \
+	eval "$$(bash tests/platform/setup.sh)"; \
 	$(CARGO) fmt --all -- --check; \
 	$(CARGO) clippy --all-targets --quiet -- -D warnings; \
 	$(MAKE) --no-print-directory image; \

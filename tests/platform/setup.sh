@@ -3,7 +3,8 @@
 # Debian's `kubernetes` source package, Alertmanager, promtool, and Helm 3 and 4.
 # Slow artefacts are cached outside the repository (KARO_CACHE, default
 # ~/.cache/karo) and reused. With KUBEBUILDER_ASSETS set to a folder holding `etcd`
-# and `kube-apiserver`, the API server build is skipped.
+# and `kube-apiserver`, the API server build is skipped; it is skipped too when the
+# test cluster (tests/platform/cluster/build.sh) has built the same kube-apiserver.
 #
 # On success it prints shell assignments for the binaries it found, which the
 # Makefile sources:  KARO_ETCD, KARO_KUBE_APISERVER, KARO_ALERTMANAGER, KARO_AMTOOL,
@@ -56,6 +57,13 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver"
 else
   ETCD_BIN=$(command -v etcd)
   APISERVER="$CACHE/bin/kube-apiserver"
+  # The test cluster's build (tests/platform/cluster/build.sh) makes the same
+  # kube-apiserver from the same source: use it rather than build it twice.
+  cluster_apiserver="$CACHE/cluster/bin/kube-apiserver"
+  if [ ! -x "$APISERVER" ] && [ -x "$cluster_apiserver" ]; then
+    mkdir -p "$CACHE/bin"
+    ln -f "$cluster_apiserver" "$APISERVER" 2>/dev/null || cp "$cluster_apiserver" "$APISERVER"
+  fi
   if [ ! -x "$APISERVER" ]; then
     log "building kube-apiserver from Debian's kubernetes source package (a few minutes, once)"
     if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && \
