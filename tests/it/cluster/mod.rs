@@ -137,15 +137,32 @@ async fn karo_pod(client: &kube::Client, namespace: &str) -> Pod {
     .unwrap_or_else(|e| panic!("Karo's pod in {namespace} is not Ready: {e}"))
 }
 
-/// Creates a reaction (YAML; `IMAGE` stands for the tools image) in `namespace`.
+/// Creates a reaction (YAML; `IMAGE` stands for the tools image) in `namespace`,
+/// and waits until Karo reports it Ready: from then on Karo acts on its alerts.
 async fn create_reaction(namespace: &str, yaml: &str) -> AlertReaction {
     let mut reaction: AlertReaction =
         serde_yaml::from_str(&yaml.replace("IMAGE", TOOLS_IMAGE)).expect("reaction YAML");
     reaction.metadata.namespace = Some(namespace.to_string());
-    Api::<AlertReaction>::namespaced(Cluster::get().client().await, namespace)
+    let api = Api::<AlertReaction>::namespaced(Cluster::get().client().await, namespace);
+    let created = api
         .create(&PostParams::default(), &reaction)
         .await
-        .expect("creating the AlertReaction")
+        .expect("creating the AlertReaction");
+    let name = created.metadata.name.clone().expect("a name");
+    wait_until(POD_GUARD, || async {
+        api.get(&name)
+            .await
+            .ok()
+            .and_then(|r| r.status)
+            .is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("AlertReaction {namespace}/{name} not Ready: {e}"));
+    created
 }
 
 /// Posts a notification to Karo's webhook; it must answer 200. Returns the summary.
