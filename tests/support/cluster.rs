@@ -71,7 +71,11 @@ impl Cluster {
 
     /// `kubectl --kubeconfig <cluster> <args>`.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(bins::kubectl().expect("kubectl"));
+        // The cluster's own kubectl (built with it), else the machine's.
+        let kubectl = std::env::var_os("KARO_CLUSTER_KUBECTL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| bins::kubectl().expect("kubectl"));
+        let mut cmd = Command::new(kubectl);
         cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
         run_output(cmd, None).expect("running kubectl")
     }

@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 
-use super::{create_reaction, helm_install, karo_pod, service_url, succeeded_job};
+use super::{create_reaction, helm_install, karo_pod, restarts, service_url, succeeded_job};
 use crate::support::alertmanager::{Alertmanager, AlertmanagerConfig};
 use crate::support::cluster::{karo_image, Cluster};
 use crate::support::ready::wait_until;
@@ -72,15 +71,7 @@ async fn karo_in_a_pod_from_its_image_runs_the_job_of_an_alert() {
     assert_eq!(job_logs.trim(), "cleaning /var on node-7");
 
     // Karo itself never restarted meanwhile.
-    let pod = Api::<Pod>::namespaced(client.clone(), &ns)
-        .get(&pod_name)
-        .await
-        .expect("Karo's pod");
-    let restarts = pod
-        .status
-        .and_then(|s| s.container_statuses)
-        .map(|cs| cs.iter().map(|c| c.restart_count).sum::<i32>());
-    assert_eq!(restarts, Some(0));
+    assert_eq!(restarts(&ns).await, 0);
     wait_until(Duration::from_secs(30), || async {
         Api::<Deployment>::namespaced(client.clone(), &ns)
             .get("karo")

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 
-use super::{create_reaction, helm, karo_in_namespace, karo_pod, notify, POD_GUARD};
+use super::{create_reaction, helm, karo_in_namespace, karo_pod, notify, restarts, POD_GUARD};
 use crate::support::cluster::Cluster;
 use crate::support::files::repo_path;
 use crate::support::ready::wait_for;
@@ -102,13 +102,7 @@ async fn helm_upgrade_reaches_karo_through_the_kubelet_without_a_restart() {
     assert_eq!(listed.items.len(), 1);
     let pod = &listed.items[0];
     assert_eq!(pod.metadata.name.as_deref(), Some(pod_name.as_str()));
-    let restarts: i32 = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .map(|cs| cs.iter().map(|c| c.restart_count).sum())
-        .unwrap_or(-1);
-    assert_eq!(restarts, 0);
+    assert_eq!(restarts(&ns).await, 0);
     let log = cluster.kubectl_ok(&["-n", &ns, "logs", &pod_name]);
     assert!(log.contains("configuration reloaded"), "{log}");
 }

@@ -125,16 +125,32 @@ async fn karo_pod(client: &kube::Client, namespace: &str) -> Pod {
                 .list(&ListParams::default().labels("app.kubernetes.io/name=karo"))
                 .await
                 .ok()?;
-            list.items.into_iter().find(|p| {
-                p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
+            list.items.into_iter().find(pod_ready)
         }
     })
     .await
     .unwrap_or_else(|e| panic!("Karo's pod in {namespace} is not Ready: {e}"))
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Container restarts of Karo's pods in `namespace`.
+async fn restarts(namespace: &str) -> i32 {
+    let pods: Api<Pod> = Api::namespaced(Cluster::get().client().await, namespace);
+    pods.list(&ListParams::default().labels("app.kubernetes.io/name=karo"))
+        .await
+        .expect("Karo's pods")
+        .items
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .map(|c| c.restart_count)
+        .sum()
 }
 
 /// Creates a reaction (YAML; `IMAGE` stands for the tools image) in `namespace`,

@@ -16,7 +16,7 @@ use k8s_openapi::ByteString;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{json, Value};
 
-use super::{create_reaction, karo_in_namespace, POD_GUARD};
+use super::{create_reaction, karo_in_namespace, pod_ready, restarts, POD_GUARD};
 use crate::support::cluster::Cluster;
 use crate::support::ready::wait_until;
 use crate::support::webhook::{firing, post_json};
@@ -44,19 +44,6 @@ async fn post_as(url: &str, password: &str, body: &Value) -> u16 {
         .expect("POST /webhook")
         .status()
         .as_u16()
-}
-
-async fn restarts(namespace: &str) -> i32 {
-    let pods: Api<Pod> = Api::namespaced(Cluster::get().client().await, namespace);
-    pods.list(&ListParams::default().labels("app.kubernetes.io/name=karo"))
-        .await
-        .expect("Karo's pods")
-        .items
-        .iter()
-        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
-        .flatten()
-        .map(|c| c.restart_count)
-        .sum()
 }
 
 #[tokio::test]
@@ -107,20 +94,7 @@ async fn two_replicas_behind_the_service_create_each_job_once() {
     wait_until(POD_GUARD, || async {
         pods.list(&ListParams::default().labels("app.kubernetes.io/name=karo"))
             .await
-            .is_ok_and(|l| {
-                l.items
-                    .iter()
-                    .filter(|p| {
-                        p.status
-                            .as_ref()
-                            .and_then(|s| s.conditions.as_ref())
-                            .is_some_and(|cs| {
-                                cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                            })
-                    })
-                    .count()
-                    == 2
-            })
+            .is_ok_and(|l| l.items.iter().filter(|p| pod_ready(p)).count() == 2)
     })
     .await
     .expect("two Ready replicas");
