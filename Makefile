@@ -57,7 +57,9 @@ test-env:
 # Regenerates the committed CRD from the Rust types, and the chart's copy of the
 # Job skeleton.
 crd:
-	$(CARGO) run --quiet -- crd > config/crd/karo.io_alertreactions.yaml
+	$(CARGO) run --quiet -- crd alertreactions > config/crd/karo.io_alertreactions.yaml
+	$(CARGO) run --quiet -- crd alertreactionruns > config/crd/karo.io_alertreactionruns.yaml
+	cp config/crd/karo.io_alertreactionruns.yaml charts/karo/crds/karo.io_alertreactionruns.yaml
 	cp config/crd/karo.io_alertreactions.yaml charts/karo/crds/karo.io_alertreactions.yaml
 	cp templates/job.yaml charts/karo/files/job.yaml
 

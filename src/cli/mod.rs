@@ -30,14 +30,27 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator (the default).
     Run(RunArgs),
-    /// Print the AlertReaction CustomResourceDefinition as YAML.
-    Crd,
+    /// Print Karo's CustomResourceDefinitions as YAML (AlertReaction, AlertReactionRun).
+    Crd(CrdArgs),
     /// Print the Jobs `karo run` would create for an Alertmanager notification (offline).
     Render(RenderArgs),
     /// Check AlertReaction manifests and Karo config files; report every problem.
     Validate(ValidateArgs),
     /// Print Karo's version.
     Version,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CrdArgs {
+    /// Only this CRD (by its plural); both when omitted.
+    #[arg(value_enum)]
+    pub name: Option<CrdName>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum CrdName {
+    Alertreactions,
+    Alertreactionruns,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -141,16 +154,25 @@ impl RunArgs {
 /// Runs an offline command (every command but `run`).
 pub fn offline(command: Command, global: &RunArgs) -> ExitCode {
     match command {
-        Command::Crd => match crate::model::crd::crd_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
+        Command::Crd(args) => {
+            let docs = match args.name {
+                None => vec![crate::model::crd::crd_yaml(), crate::model::run::crd_yaml()],
+                Some(CrdName::Alertreactions) => vec![crate::model::crd::crd_yaml()],
+                Some(CrdName::Alertreactionruns) => vec![crate::model::run::crd_yaml()],
+            };
+            let mut out = Vec::new();
+            for doc in docs {
+                match doc {
+                    Ok(yaml) => out.push(yaml),
+                    Err(e) => {
+                        eprintln!("error: cannot serialise the CRD: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
             }
-            Err(e) => {
-                eprintln!("error: cannot serialise the CRD: {e}");
-                ExitCode::FAILURE
-            }
-        },
+            print!("{}", out.join("---\n"));
+            ExitCode::SUCCESS
+        }
         Command::Version => {
             println!("karo {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

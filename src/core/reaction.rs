@@ -105,38 +105,7 @@ pub fn valid_alert_field(path: &str) -> bool {
         .is_some_and(|k| !k.is_empty())
 }
 
-/// Parses `30s`, `10m`, `1h30m`, `500ms`, `1d`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit, len) = if rest.starts_with("ms") {
-            (Duration::from_millis(1), 2)
-        } else if rest.starts_with('s') {
-            (Duration::from_secs(1), 1)
-        } else if rest.starts_with('m') {
-            (Duration::from_secs(60), 1)
-        } else if rest.starts_with('h') {
-            (Duration::from_secs(3600), 1)
-        } else if rest.starts_with('d') {
-            (Duration::from_secs(86400), 1)
-        } else {
-            return None;
-        };
-        rest = &rest[len..];
-        total = total.checked_add(unit.checked_mul(u32::try_from(n).ok()?)?)?;
-    }
-    Some(total)
-}
+pub use crate::model::duration::parse as parse_duration;
 
 /// Validates and compiles a reaction. Errors name the offending field.
 pub fn compile(

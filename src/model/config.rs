@@ -9,7 +9,13 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
+use crate::model::duration;
 use crate::model::error::FieldError;
+
+/// The longest duration a setting takes.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
 
 /// Where the config file is looked for when neither `--config` nor `KARO_CONFIG` names one.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/karo/config.yaml";
@@ -31,6 +37,8 @@ pub struct Config {
     pub job_template_file: Option<PathBuf>,
     pub limits: Limits,
     pub policy: Policy,
+    pub runs: RunsConfig,
+    pub leader_election: LeaderElection,
 }
 
 impl Default for Config {
@@ -46,6 +54,8 @@ impl Default for Config {
             job_template_file: None,
             limits: Limits::default(),
             policy: Policy::default(),
+            runs: RunsConfig::default(),
+            leader_election: LeaderElection::default(),
         }
     }
 }
@@ -184,6 +194,71 @@ pub struct Policy {
     pub allow_privileged: bool,
 }
 
+/// How long finished AlertReactionRuns are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RunsConfig {
+    /// A finished Run whose occurrence has not been delivered for this long is
+    /// deleted. Longer than Alertmanager's `repeat_interval` (4h by default), so a
+    /// redelivered alert always finds its Run.
+    pub retention: String,
+    /// A finished Run is deleted this long after its alert's resolved notification.
+    pub retention_after_resolved: String,
+    /// Finished Runs kept per reaction; the oldest beyond it are deleted, except
+    /// those whose occurrence is still delivered.
+    pub history_limit: u32,
+}
+
+impl Default for RunsConfig {
+    fn default() -> Self {
+        RunsConfig {
+            retention: "24h".into(),
+            retention_after_resolved: "1h".into(),
+            history_limit: 100,
+        }
+    }
+}
+
+impl RunsConfig {
+    pub fn retention(&self) -> Duration {
+        duration::parse(&self.retention).unwrap_or(Duration::from_secs(86400))
+    }
+
+    pub fn retention_after_resolved(&self) -> Duration {
+        duration::parse(&self.retention_after_resolved).unwrap_or(Duration::from_secs(3600))
+    }
+}
+
+/// The Lease that elects the replica following Runs to their outcome (every
+/// replica accepts webhooks). Needs a restart to change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LeaderElection {
+    /// Name of the `coordination.k8s.io` Lease.
+    pub lease_name: String,
+    /// Its namespace; by default the pod's (`POD_NAMESPACE`), else the first
+    /// watched namespace, else `default`.
+    pub namespace: Option<String>,
+    /// How long a leader that stopped renewing keeps the Lease.
+    pub lease_duration: String,
+}
+
+impl Default for LeaderElection {
+    fn default() -> Self {
+        LeaderElection {
+            lease_name: "karo".into(),
+            namespace: None,
+            lease_duration: "15s".into(),
+        }
+    }
+}
+
+impl LeaderElection {
+    pub fn lease_duration(&self) -> Duration {
+        duration::parse(&self.lease_duration).unwrap_or(Duration::from_secs(15))
+    }
+}
+
 /// Settings given on the command line; they form the last layer.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -319,7 +394,7 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
 /// The config's top-level keys. Other `KARO_*` variables are not Karo's settings:
 /// Kubernetes itself sets `KARO_SERVICE_HOST`, `KARO_PORT` and the like in every
 /// pod of a namespace with a Service named `karo`.
-const TOP_LEVEL_KEYS: [&str; 10] = [
+const TOP_LEVEL_KEYS: [&str; 12] = [
     "logLevel",
     "logFormat",
     "http",
@@ -330,6 +405,8 @@ const TOP_LEVEL_KEYS: [&str; 10] = [
     "jobTemplateFile",
     "limits",
     "policy",
+    "runs",
+    "leaderElection",
 ];
 
 fn top_segment(key: &str) -> &str {
@@ -391,6 +468,32 @@ impl Config {
             if value == 0 {
                 problems.push(FieldError::new(key, "must be greater than 0"));
             }
+        }
+        let durations = [
+            ("runs.retention", &self.runs.retention),
+            (
+                "runs.retentionAfterResolved",
+                &self.runs.retention_after_resolved,
+            ),
+            (
+                "leaderElection.leaseDuration",
+                &self.leader_election.lease_duration,
+            ),
+        ];
+        for (key, value) in durations {
+            match duration::parse(value) {
+                Some(d) if d >= Duration::from_secs(1) && d <= MAX_DURATION => {}
+                _ => problems.push(FieldError::new(
+                    key,
+                    format!("must be a duration from 1s to 365d such as `30s`, `10m` or `24h`, got {value:?}"),
+                )),
+            }
+        }
+        if self.leader_election.lease_name.is_empty() {
+            problems.push(FieldError::new(
+                "leaderElection.leaseName",
+                "must not be empty",
+            ));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             problems.push(FieldError::new(

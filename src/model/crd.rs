@@ -24,6 +24,7 @@ use serde_with::skip_serializing_none;
     plural = "alertreactions",
     singular = "alertreaction",
     shortname = "ar",
+    category = "karo",
     namespaced,
     status = "AlertReactionStatus",
     derive = "PartialEq",
@@ -372,9 +373,24 @@ pub struct AlertReactionStatus {
     pub last_triggered: Option<Time>,
     /// How many alert occurrences triggered the reaction.
     pub trigger_count: Option<i64>,
-    /// The Jobs created by the last trigger.
+    /// The Jobs created by the last trigger (at most 10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_jobs_created: Vec<JobReference>,
+    /// The Run that finished last.
+    pub last_run: Option<RunReference>,
+    /// Runs that ended `Succeeded`.
+    pub succeeded_runs: Option<i64>,
+    /// Runs that ended `Failed`.
+    pub failed_runs: Option<i64>,
+}
+
+/// A Run of a reaction, as the reaction's status names it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReference {
+    pub name: String,
+    pub phase: String,
+    pub completion_time: Time,
 }
 
 /// A Job created by a reaction.

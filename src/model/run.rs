@@ -1,0 +1,268 @@
+//! The `AlertReactionRun` custom resource (`karo.io/v1alpha1`): the record of one
+//! reaction to one alert occurrence.
+//!
+//! Its name is derived from the reaction and the occurrence, so creating it is
+//! the exactly-once point: a repeated delivery of the same occurrence finds it
+//! exists. The spec is written once, when the webhook accepts the occurrence:
+//! the reaction, the alert, the notification and the Jobs to run, rendered. The
+//! status follows the Jobs to their outcome.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_with::skip_serializing_none;
+
+use crate::model::alert::{Alert, Notification};
+use crate::model::crd::AlertStatus;
+
+/// What a Run was asked to do: written once, when the occurrence is accepted.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "karo.io",
+    version = "v1alpha1",
+    kind = "AlertReactionRun",
+    plural = "alertreactionruns",
+    singular = "alertreactionrun",
+    shortname = "arr",
+    category = "karo",
+    namespaced,
+    status = "AlertReactionRunStatus",
+    derive = "PartialEq",
+    doc = "One reaction to one alert occurrence: its Jobs and their outcome.",
+    printcolumn = r#"{"name":"Reaction","type":"string","jsonPath":".spec.reaction.name"}"#,
+    printcolumn = r#"{"name":"Alert","type":"string","jsonPath":".spec.alert.labels.alertname"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Started","type":"date","jsonPath":".status.startTime"}"#,
+    printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".status.duration"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertReactionRunSpec {
+    pub reaction: RunReaction,
+    pub alert: RunAlert,
+    pub notification: RunNotification,
+    /// The Jobs this Run creates, rendered when the occurrence was accepted.
+    #[serde(default)]
+    pub actions: Vec<RunAction>,
+}
+
+/// The AlertReaction a Run belongs to, at the generation that accepted it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct RunReaction {
+    pub name: String,
+    pub uid: String,
+    pub generation: i64,
+}
+
+/// The alert as it was delivered.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunAlert {
+    pub status: AlertStatus,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub starts_at: String,
+    #[serde(default)]
+    pub ends_at: String,
+    #[serde(default, rename = "generatorURL")]
+    pub generator_url: String,
+    pub fingerprint: String,
+}
+
+impl From<&Alert> for RunAlert {
+    fn from(a: &Alert) -> Self {
+        RunAlert {
+            status: a.status,
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            starts_at: a.starts_at.clone(),
+            ends_at: a.ends_at.clone(),
+            generator_url: a.generator_url.clone(),
+            fingerprint: a.fingerprint.clone(),
+        }
+    }
+}
+
+impl From<&RunAlert> for Alert {
+    fn from(a: &RunAlert) -> Self {
+        Alert {
+            status: a.status,
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            starts_at: a.starts_at.clone(),
+            ends_at: a.ends_at.clone(),
+            generator_url: a.generator_url.clone(),
+            fingerprint: a.fingerprint.clone(),
+        }
+    }
+}
+
+/// The notification that delivered the alert first.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunNotification {
+    #[serde(default)]
+    pub receiver: String,
+    #[serde(default)]
+    pub group_key: String,
+    #[serde(default, rename = "externalURL")]
+    pub external_url: String,
+    #[serde(default)]
+    pub group_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub common_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub common_annotations: BTreeMap<String, String>,
+}
+
+impl From<&Notification> for RunNotification {
+    fn from(n: &Notification) -> Self {
+        RunNotification {
+            receiver: n.receiver.clone(),
+            group_key: n.group_key.clone(),
+            external_url: n.external_url.clone(),
+            group_labels: n.group_labels.clone(),
+            common_labels: n.common_labels.clone(),
+            common_annotations: n.common_annotations.clone(),
+        }
+    }
+}
+
+/// One Job of a Run: the action it comes from and the Job as rendered.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunAction {
+    /// The action's name, or `job` for the reaction's `jobTemplate`.
+    pub name: String,
+    /// The Job's deterministic name.
+    pub job_name: String,
+    /// The Job to create (its owner, the Run, is added when it is created).
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub job: Value,
+}
+
+fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// Where a Run is in its life.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+pub enum RunPhase {
+    /// Accepted; its Jobs are not created yet.
+    #[default]
+    Pending,
+    /// Its Jobs are created and not all finished.
+    Running,
+    /// Every Job succeeded.
+    Succeeded,
+    /// A Job failed, was rejected or disappeared before its outcome was seen.
+    Failed,
+    /// Not run: `reason` says why (cooldown, concurrency, rate limit).
+    Skipped,
+}
+
+impl RunPhase {
+    pub const ALL: [RunPhase; 5] = [
+        RunPhase::Pending,
+        RunPhase::Running,
+        RunPhase::Succeeded,
+        RunPhase::Failed,
+        RunPhase::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunPhase::Pending => "Pending",
+            RunPhase::Running => "Running",
+            RunPhase::Succeeded => "Succeeded",
+            RunPhase::Failed => "Failed",
+            RunPhase::Skipped => "Skipped",
+        }
+    }
+
+    /// A finished Run does not change any more.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunPhase::Succeeded | RunPhase::Failed | RunPhase::Skipped
+        )
+    }
+}
+
+/// What happened to a Run.
+#[skip_serializing_none]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertReactionRunStatus {
+    pub phase: Option<RunPhase>,
+    /// A CamelCase word for the phase: `JobFailed`, `Cooldown`, `JobRejected`, ...
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// When its Jobs were created.
+    pub start_time: Option<Time>,
+    pub completion_time: Option<Time>,
+    /// From start to completion, as `1m5s`.
+    pub duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<RunJob>,
+    /// Attempts to create the Jobs that the API server refused for a passing
+    /// reason (429, 5xx, quota, connection).
+    pub attempts: Option<i32>,
+    /// The occurrence's last delivery (refreshed at most every few minutes).
+    pub last_seen: Option<Time>,
+    /// When the alert's resolved notification arrived.
+    pub resolved_at: Option<Time>,
+}
+
+/// One Job of a Run and its outcome.
+#[skip_serializing_none]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunJob {
+    pub action: String,
+    pub name: String,
+    pub phase: JobPhase,
+    pub start_time: Option<Time>,
+    pub completion_time: Option<Time>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    /// The last lines of a failed container's termination message or log (at most 2 KiB).
+    pub log: Option<String>,
+}
+
+/// A Job's state as a Run records it.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum JobPhase {
+    #[default]
+    Running,
+    Succeeded,
+    Failed,
+    /// Deleted before Karo saw its outcome.
+    Lost,
+}
+
+impl JobPhase {
+    pub fn is_finished(self) -> bool {
+        !matches!(self, JobPhase::Running)
+    }
+}
+
+/// Labels of a Run (and of its Jobs, `karo.io/run`).
+pub const LABEL_RUN: &str = "karo.io/run";
+
+/// The CRD as YAML, as `karo crd` prints it after the AlertReaction's.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(&AlertReactionRun::crd())
+}
