@@ -19,6 +19,8 @@ use crate::daemon::limits::RateLimiter;
 use crate::daemon::metrics::Metrics;
 use crate::daemon::readiness::Readiness;
 use crate::daemon::reload::{ConfigSource, Reloader};
+use crate::daemon::runs::leader::{self, LeaseSpec};
+use crate::daemon::runs::runner::Runner;
 use crate::daemon::status::StatusOwner;
 use crate::daemon::telemetry;
 use crate::http::auth::Authenticator;
@@ -53,7 +55,7 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "karo".into());
     let (event_sender, event_publisher) =
-        events::channel(client.clone(), instance, metrics.clone());
+        events::channel(client.clone(), instance.clone(), metrics.clone());
     let status = StatusOwner::new(client.clone(), metrics.clone(), event_sender.clone());
     let index = Arc::new(ReactionIndex::default());
     let readiness = Arc::new(Readiness::default());
@@ -66,14 +68,23 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
         metrics: metrics.clone(),
         readiness: readiness.clone(),
     };
+    let lease = lease_spec(&reloader.subscribe().borrow().config, &instance);
+    let runner = Arc::new(Runner {
+        client: client.clone(),
+        index: index.clone(),
+        snapshots: reloader.subscribe(),
+        status: status.handle(),
+        events: event_sender.clone(),
+        metrics: metrics.clone(),
+        rate: RateLimiter::default(),
+    });
     let executor = Arc::new(Executor {
-        client,
+        client: client.clone(),
         index,
         renderer,
         status: status.handle(),
         events: event_sender,
         metrics: metrics.clone(),
-        rate: RateLimiter::default(),
     });
     let edge = Arc::new(Edge {
         executor,
@@ -116,6 +127,14 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
         _ => None,
     };
     let watch = tokio::spawn(controller.run());
+    let (leading_tx, leading) = tokio::sync::watch::channel(false);
+    let election = tokio::spawn(leader::elect(
+        client.clone(),
+        lease,
+        leading_tx,
+        stop_rx.clone(),
+    ));
+    tokio::spawn(runner.run(leading));
     tokio::spawn(status.clone().run());
     tokio::spawn(event_publisher.run());
     let mut serve = tokio::spawn(server::serve(edge.clone(), listener, None, stop_rx));
@@ -139,10 +158,39 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
     if let Some(handle) = https {
         let _ = handle.await;
     }
+    // Hand the Lease over at once rather than after it expires.
+    let _ = election.await;
     // Counters of the last requests, not yet written.
     status.flush().await;
     info!("stopped");
     Ok(())
+}
+
+/// The Lease: named by the configuration, in the configured namespace, else
+/// the pod's, else the first watched one, else `default`; held under a name
+/// unique to this process.
+fn lease_spec(config: &crate::model::config::Config, instance: &str) -> LeaseSpec {
+    let election = &config.leader_election;
+    let namespace = election
+        .namespace
+        .clone()
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|n| !n.is_empty())
+        })
+        .or_else(|| config.namespaces.first().cloned())
+        .unwrap_or_else(|| "default".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    LeaseSpec {
+        namespace,
+        name: election.lease_name.clone(),
+        identity: format!("{instance}_{}_{nanos:08x}", std::process::id()),
+        duration: election.lease_duration(),
+    }
 }
 
 async fn shutdown_signal() {

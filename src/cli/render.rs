@@ -257,11 +257,11 @@ fn explain(candidate: Candidate, alert: &Alert, out: &mut Rendering) -> String {
                 parts.push(format!(
                     "Job {name} (dry run by {by}: the daemon renders it and creates nothing)"
                 ));
-                out.jobs.push(*job);
+                out.jobs.push(with_run_uid(*job));
             }
             Step::Create { job, gates } => {
-                parts.push(format!("Job {name}"));
-                out.jobs.push(*job);
+                parts.push(format!("Job {name} of Run {}", run_of(&job)));
+                out.jobs.push(with_run_uid(*job));
                 gated = gates;
             }
         }
@@ -279,11 +279,30 @@ fn explain(candidate: Candidate, alert: &Alert, out: &mut Rendering) -> String {
     }
     if !gates.is_empty() {
         line.push_str(&format!(
-            " [{} depend on the Jobs in the cluster: not checked offline]",
+            " [{} depend on the reaction's Runs in the cluster: not checked offline]",
             gates.join(" and ")
         ));
     }
     line
+}
+
+/// The Run that owns a planned Job (its name; the API server gives its UID).
+fn run_of(job: &Job) -> String {
+    job.metadata
+        .owner_references
+        .as_ref()
+        .and_then(|o| o.first())
+        .map_or_else(String::new, |o| o.name.clone())
+}
+
+/// The Job as printed: its owner, the Run, gets the placeholder UID.
+fn with_run_uid(mut job: Job) -> Job {
+    for owner in job.metadata.owner_references.iter_mut().flatten() {
+        if owner.uid.is_empty() {
+            owner.uid = PLACEHOLDER_UID.to_string();
+        }
+    }
+    job
 }
 
 /// Everything `karo render` needs.

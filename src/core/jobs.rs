@@ -24,6 +24,9 @@ pub const LABEL_ACTION: &str = "karo.io/action";
 pub const LABEL_FINGERPRINT: &str = "karo.io/fingerprint";
 /// Identifies one alert occurrence (fingerprint, start, status) across actions.
 pub const LABEL_OCCURRENCE: &str = "karo.io/occurrence";
+pub const LABEL_ALERTNAME: &str = "karo.io/alertname";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub use crate::model::run::LABEL_RUN;
 
 /// The parsed Job skeleton.
 #[derive(Debug)]
@@ -122,16 +125,40 @@ pub fn job_name(reaction: &CompiledReaction, action: &str, alert: &Alert) -> Str
 /// Identifies an alert occurrence: the same alert (fingerprint), the same start,
 /// the same status.
 pub fn occurrence_id(alert: &Alert) -> String {
+    hex(&occurrence_hash(alert, &[])[..8])
+}
+
+/// Deterministic Run name `<reaction>-<hash>`: valid DNS-1123, at most 63
+/// characters. The hash covers the reaction's UID and the alert occurrence, so
+/// every delivery of the same occurrence names the same Run.
+pub fn run_name(reaction: &CompiledReaction, alert: &Alert) -> String {
+    let hash = hex(&occurrence_hash(alert, &[reaction.uid.as_str()])[..5]);
+    let mut prefix: String = sanitize_name(&reaction.name)
+        .chars()
+        .take(63 - 1 - hash.len())
+        .collect();
+    while prefix.ends_with('-') {
+        prefix.pop();
+    }
+    if prefix.is_empty() {
+        format!("karo-{hash}")
+    } else {
+        format!("{prefix}-{hash}")
+    }
+}
+
+fn occurrence_hash(alert: &Alert, before: &[&str]) -> Vec<u8> {
     let mut h = Sha256::new();
-    for part in [
+    let starts = canonical_time(&alert.starts_at);
+    for part in before.iter().copied().chain([
         alert.fingerprint.as_str(),
-        &canonical_time(&alert.starts_at),
+        starts.as_str(),
         alert.status.as_str(),
-    ] {
+    ]) {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
-    hex(&h.finalize()[..8])
+    h.finalize().to_vec()
 }
 
 /// Alertmanager peers may format the same instant differently; hash the instant.
@@ -386,13 +413,15 @@ fn finish(
     let meta = object_at(root, "metadata").ok_or_else(|| invalid("metadata", "not a mapping"))?;
     meta.insert("name".into(), json!(job_name(reaction, action, alert)));
     meta.insert("namespace".into(), json!(reaction.namespace));
+    // Owned by its Run; the Run's UID is known once the Run exists.
+    let run = run_name(reaction, alert);
     meta.insert(
         "ownerReferences".into(),
         json!([{
             "apiVersion": "karo.io/v1alpha1",
-            "kind": "AlertReaction",
-            "name": reaction.name,
-            "uid": reaction.uid,
+            "kind": "AlertReactionRun",
+            "name": run,
+            "uid": "",
             "controller": true,
         }]),
     );
@@ -403,6 +432,7 @@ fn finish(
             labels.entry(k.clone()).or_insert_with(|| json!(v));
         }
         labels.insert(LABEL_OCCURRENCE.into(), json!(occurrence_id(alert)));
+        labels.insert(LABEL_RUN.into(), json!(run));
         sanitize_labels(labels);
     }
     {

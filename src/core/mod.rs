@@ -10,4 +10,5 @@ pub mod matching;
 pub mod plan;
 pub mod reaction;
 pub mod render;
+pub mod run;
 pub mod snapshot;

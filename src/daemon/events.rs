@@ -80,6 +80,17 @@ impl EventSender {
 
     /// Queues an Event about a reaction, its note cut to the API's limit.
     pub fn about(&self, reaction: &CompiledReaction, type_: EventType, reason: &str, note: String) {
+        self.about_ref(reaction.object_ref(), type_, reason, note);
+    }
+
+    /// Queues an Event about the object `reference` names.
+    pub fn about_ref(
+        &self,
+        reference: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.to_string(),
@@ -87,7 +98,7 @@ impl EventSender {
             action: reason.to_string(),
             secondary: None,
         };
-        self.publish(event, reaction.object_ref());
+        self.publish(event, reference);
     }
 }
 

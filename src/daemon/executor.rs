@@ -1,37 +1,39 @@
-//! Executes a notification's plan: for every action the plan says to create,
-//! check the gates against the cluster, take from the global Job budget, create
-//! the Job; then record what happened (the summary the webhook answers, the
-//! reaction's counters, Events, metrics).
+//! Executes a notification's plan on the webhook's path: every matched alert
+//! occurrence gets its AlertReactionRun, carrying the Jobs to create, rendered;
+//! then what happened is recorded (the summary the webhook answers, Events,
+//! metrics). The Runs' Jobs are created by the runner (`daemon::runs`), which
+//! follows them to their outcome.
 //!
-//! Exactly once: a Job's name is derived from the reaction, the action and the
-//! alert occurrence, so a repeated delivery (Alertmanager repeat or retry, an HA
-//! peer, another Karo replica) asks for a name that exists and gets 409, which
-//! is counted as deduplicated. No state is shared beside the API server.
+//! Exactly once: a Run's name is derived from the reaction and the alert
+//! occurrence, so a repeated delivery (Alertmanager repeat or retry, an HA peer,
+//! another Karo replica) asks for a Run that exists and gets 409: a duplicate,
+//! recorded on the Run as `lastSeen`. No state is shared beside the API server.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Api, Client};
 use serde::Serialize;
-use tracing::{info, warn};
+use serde_json::json;
+use tracing::{debug, info, warn};
 
-use crate::core::plan::{self, ActionPlan, Decision, Gates, Step};
+use crate::core::jobs;
+use crate::core::plan::{self, ActionPlan, Decision, Step};
 use crate::core::reaction::CompiledReaction;
 use crate::core::render::Renderer;
+use crate::core::run::{self as runs};
 use crate::core::snapshot::Snapshot;
 use crate::daemon::events::{EventSender, NotificationEvents};
-use crate::daemon::gate::{gate, Gate};
 use crate::daemon::index::ReactionIndex;
-use crate::daemon::limits::RateLimiter;
 use crate::daemon::metrics::{ErrorKind, Metrics, SkipReason};
 use crate::daemon::status::{StatusDelta, StatusHandle};
 use crate::model::alert::{Alert, Notification};
-use crate::model::crd::JobReference;
+use crate::model::crd::AlertStatus;
+use crate::model::run::{AlertReactionRun, RunAction};
 
 /// The JSON summary of a notification, as the webhook answers it.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
@@ -41,63 +43,46 @@ pub struct Summary {
     pub received: usize,
     /// Alert and reaction pairs that matched.
     pub matched: usize,
+    /// Runs created (occurrences accepted for the first time).
     pub created: usize,
+    /// Occurrences whose Run existed already (a repeated delivery).
     pub deduplicated: usize,
     pub skipped: usize,
     pub dry_run: usize,
     pub failed: usize,
-    /// Names of the Jobs created, deduplicated or (in dry run) rendered.
+    /// Names of the Runs created or found.
+    pub runs: Vec<String>,
+    /// Names of the Jobs those Runs create, and of the Jobs rendered in dry run.
     pub jobs: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
-    /// Some Job could not be created for a reason worth retrying.
+    /// Some Run could not be created for a reason worth retrying.
     #[serde(skip)]
     pub retry: bool,
 }
 
-/// What happened to one action of one matched alert.
+/// What happened to one occurrence's Run, or to one action that needs none.
 #[derive(Debug, Clone)]
 enum Outcome {
-    Created(JobReference),
-    Deduplicated(String),
+    Created { run: String, jobs: Vec<String> },
+    Deduplicated { run: String, jobs: Vec<String> },
     Skipped,
     DryRun(String),
     Failed { retryable: bool, message: String },
 }
 
-/// Why a Job was not created.
-#[derive(Debug, thiserror::Error)]
-enum CreateError {
-    #[error("cannot list Jobs: {0}")]
-    List(#[source] kube::Error),
-    #[error("cannot create Job {job}: {source}")]
-    Create {
-        job: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
-impl CreateError {
-    /// Worth a retry by Alertmanager: the API server was unreachable, overloaded
-    /// or failed; not when it judged the Job invalid or forbidden.
-    fn retryable(&self) -> bool {
-        match self {
-            CreateError::List(_) => true,
-            CreateError::Create { source, .. } => match source {
-                kube::Error::Api(s) => s.code >= 500 || s.code == 429 || s.code == 409,
-                _ => true,
-            },
+/// Worth a retry by Alertmanager: the API server was unreachable, overloaded
+/// or failed; not when it judged the object invalid or forbidden.
+pub fn retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => {
+            s.code >= 500
+                || s.code == 429
+                || s.code == 409
+                || s.code == 401
+                || (s.code == 403 && s.message.contains("exceeded quota"))
         }
-    }
-
-    /// The `errors_total` label.
-    fn kind(&self) -> ErrorKind {
-        if self.retryable() {
-            ErrorKind::Api
-        } else {
-            ErrorKind::JobRejected
-        }
+        _ => true,
     }
 }
 
@@ -109,33 +94,26 @@ pub struct Executor {
     pub status: StatusHandle,
     pub events: EventSender,
     pub metrics: Arc<Metrics>,
-    /// The global Job creation budget (`limits.maxJobsPerMinute`).
-    pub rate: RateLimiter,
 }
 
-/// One action carried out: for which reaction and alert, and what happened.
-struct Executed {
-    reaction: Arc<CompiledReaction>,
-    alert: usize,
-    /// The action's position in the reaction.
-    position: usize,
-    outcome: Outcome,
-}
-
-/// The outcomes of one reaction for one alert, in action order.
-type OccurrenceOutcomes = (Arc<CompiledReaction>, Vec<(usize, Outcome)>);
-
-/// One action to execute, with the alert and reaction it belongs to.
-struct Task {
-    reaction: Arc<CompiledReaction>,
-    alert: usize,
-    position: usize,
-    action: ActionPlan,
+/// One thing to do for the notification: create a Run, or report an action
+/// that needs none.
+enum Task {
+    Run {
+        reaction: Arc<CompiledReaction>,
+        run: Box<AlertReactionRun>,
+        alert: usize,
+    },
+    Report {
+        reaction: Arc<CompiledReaction>,
+        alert: usize,
+        action: ActionPlan,
+    },
 }
 
 impl Executor {
     /// Handles one notification under one configuration snapshot (that of the
-    /// request). Never fails as a whole: each Job's fate is in the summary.
+    /// request). Never fails as a whole: each occurrence's fate is in the summary.
     pub async fn handle(&self, notification: Notification, snapshot: &Snapshot) -> Summary {
         let plan = plan::plan(&notification, self.index.as_ref(), &self.renderer, snapshot);
         let m = &self.metrics;
@@ -144,42 +122,93 @@ impl Executor {
             ..Default::default()
         };
         let mut tasks = Vec::new();
+        let mut resolved = Vec::new();
         for (ai, (alert, alert_plan)) in notification.alerts.iter().zip(plan.alerts).enumerate() {
             m.alerts_received
                 .with_label_values(&[alert.status.as_str()])
                 .inc();
             for candidate in alert_plan.candidates {
-                let Decision::Matched { actions } = candidate.decision else {
-                    continue;
+                let reaction = candidate.reaction;
+                let actions = match candidate.decision {
+                    Decision::NoMatch { .. } => continue,
+                    Decision::NotTriggered => {
+                        if alert.status == AlertStatus::Resolved {
+                            resolved.push((reaction, ai));
+                        }
+                        continue;
+                    }
+                    Decision::Matched { actions } => actions,
                 };
+                if alert.status == AlertStatus::Resolved {
+                    resolved.push((reaction.clone(), ai));
+                }
                 summary.matched += 1;
                 m.alerts_matched.inc();
-                for (position, action) in actions.into_iter().enumerate() {
-                    tasks.push(Task {
-                        reaction: candidate.reaction.clone(),
+                let mut run_actions: Vec<RunAction> = Vec::new();
+                for action in actions {
+                    match &action.step {
+                        Step::Create { job, .. } => match runs::run_action(&action.action, job) {
+                            Ok(a) => run_actions.push(a),
+                            Err(e) => tasks.push(Task::Report {
+                                reaction: reaction.clone(),
+                                alert: ai,
+                                action: ActionPlan {
+                                    step: Step::RenderFailed(jobs::BuildError::Invalid {
+                                        field: format!("Job {}", action.job_name),
+                                        message: e.to_string(),
+                                    }),
+                                    ..action
+                                },
+                            }),
+                        },
+                        _ => tasks.push(Task::Report {
+                            reaction: reaction.clone(),
+                            alert: ai,
+                            action,
+                        }),
+                    }
+                }
+                if !run_actions.is_empty() {
+                    let run = runs::build_run(&reaction, alert, &notification, run_actions);
+                    tasks.push(Task::Run {
+                        reaction,
+                        run: Box::new(run),
                         alert: ai,
-                        position,
-                        action,
                     });
                 }
             }
         }
+        self.mark_resolved(&notification, resolved);
 
         let limit = snapshot.config.limits.max_concurrent_creates.max(1);
         let events = NotificationEvents::new(self.events.clone());
-        let results: Vec<Executed> = futures::stream::iter(tasks)
+        let retention = snapshot.config.runs.retention();
+        let results: Vec<(Arc<CompiledReaction>, Outcome)> = futures::stream::iter(tasks)
             .map(|task| {
-                let alert = &notification.alerts[task.alert];
                 let events = &events;
+                let notification = &notification;
                 async move {
-                    let outcome = self
-                        .execute(snapshot, &task.reaction, alert, task.action, events)
-                        .await;
-                    Executed {
-                        reaction: task.reaction,
-                        alert: task.alert,
-                        position: task.position,
-                        outcome,
+                    match task {
+                        Task::Run {
+                            reaction,
+                            run,
+                            alert,
+                        } => {
+                            let alert = &notification.alerts[alert];
+                            let outcome = self
+                                .create_run(&reaction, *run, alert, events, retention)
+                                .await;
+                            (reaction, outcome)
+                        }
+                        Task::Report {
+                            reaction,
+                            alert,
+                            action,
+                        } => {
+                            let alert = &notification.alerts[alert];
+                            let outcome = self.report(&reaction, alert, action, events);
+                            (reaction, outcome)
+                        }
                     }
                 }
             })
@@ -191,90 +220,204 @@ impl Executor {
         summary
     }
 
-    /// Tallies the outcomes into the summary and queues one status update per
-    /// reaction, covering every occurrence it handled here.
-    fn record(&self, results: Vec<Executed>, summary: &mut Summary) {
-        let mut occurrences: BTreeMap<(String, String, usize), OccurrenceOutcomes> =
-            BTreeMap::new();
-        for Executed {
-            reaction,
-            alert,
-            position,
-            outcome,
-        } in results
-        {
-            match &outcome {
-                Outcome::Created(r) => {
+    /// Tallies the outcomes into the summary; dry runs count as triggers here
+    /// (Runs count when their Jobs are created).
+    fn record(&self, results: Vec<(Arc<CompiledReaction>, Outcome)>, summary: &mut Summary) {
+        let mut dry: BTreeMap<(String, String), (Arc<CompiledReaction>, i64)> = BTreeMap::new();
+        for (reaction, outcome) in results {
+            match outcome {
+                Outcome::Created { run, jobs } => {
                     summary.created += 1;
-                    summary.jobs.push(r.name.clone());
+                    summary.runs.push(run);
+                    summary.jobs.extend(jobs);
                 }
-                Outcome::Deduplicated(name) => {
+                Outcome::Deduplicated { run, jobs } => {
                     summary.deduplicated += 1;
-                    summary.jobs.push(name.clone());
+                    summary.runs.push(run);
+                    summary.jobs.extend(jobs);
                 }
                 Outcome::Skipped => summary.skipped += 1,
                 Outcome::DryRun(name) => {
                     summary.dry_run += 1;
-                    summary.jobs.push(name.clone());
+                    summary.jobs.push(name);
+                    let key = (reaction.namespace.clone(), reaction.name.clone());
+                    dry.entry(key).or_insert_with(|| (reaction.clone(), 0)).1 += 1;
                 }
                 Outcome::Failed { retryable, message } => {
                     summary.failed += 1;
-                    summary.retry |= *retryable;
-                    summary.errors.push(message.clone());
+                    summary.retry |= retryable;
+                    summary.errors.push(message);
                 }
             }
-            let key = (reaction.namespace.clone(), reaction.name.clone(), alert);
-            occurrences
-                .entry(key)
-                .or_insert_with(|| (reaction, Vec::new()))
-                .1
-                .push((position, outcome));
         }
-        let mut per_reaction: BTreeMap<(String, String), (Arc<CompiledReaction>, StatusDelta)> =
-            BTreeMap::new();
-        for ((ns, name, _), (reaction, mut outcomes)) in occurrences {
-            outcomes.sort_by_key(|(i, _)| *i);
-            // The process that created the first Job it attempted counts the trigger:
-            // a replica that only deduplicated does not, so the count stays exact.
-            let first_attempt = outcomes.iter().find(|(_, o)| {
-                matches!(
-                    o,
-                    Outcome::Created(_) | Outcome::Deduplicated(_) | Outcome::DryRun(_)
-                )
-            });
-            let counts = matches!(
-                first_attempt,
-                Some((_, Outcome::Created(_))) | Some((_, Outcome::DryRun(_)))
+        for (reaction, n) in dry.into_values() {
+            self.metrics.alert_reactions.inc_by(n as u64);
+            self.status.add(
+                &reaction,
+                StatusDelta {
+                    triggers: n,
+                    ..Default::default()
+                },
             );
-            let created: Vec<JobReference> = outcomes
-                .iter()
-                .filter_map(|(_, o)| match o {
-                    Outcome::Created(r) => Some(r.clone()),
-                    _ => None,
-                })
-                .collect();
-            if counts || !created.is_empty() {
-                let (_, delta) = per_reaction
-                    .entry((ns, name))
-                    .or_insert_with(|| (reaction, StatusDelta::default()));
-                if counts {
-                    delta.triggers += 1;
-                    self.metrics.alert_reactions.inc();
-                }
-                delta.jobs.extend(created);
-            }
-        }
-        // Written in the background, coalesced with other notifications' updates
-        // of the same reaction: the answer does not wait for it.
-        for (reaction, delta) in per_reaction.into_values() {
-            self.status.add(&reaction, delta);
         }
     }
 
-    /// Carries out one action's step.
-    async fn execute(
+    /// Creates the Run of one occurrence; an existing one is a repeated delivery.
+    async fn create_run(
         &self,
-        snapshot: &Snapshot,
+        reaction: &Arc<CompiledReaction>,
+        run: AlertReactionRun,
+        alert: &Alert,
+        events: &NotificationEvents,
+        retention: std::time::Duration,
+    ) -> Outcome {
+        let name = run.metadata.name.clone().unwrap_or_default();
+        let job_names: Vec<String> = run
+            .spec
+            .actions
+            .iter()
+            .map(|a| a.job_name.clone())
+            .collect();
+        let api: Api<AlertReactionRun> = Api::namespaced(self.client.clone(), &reaction.namespace);
+        let pp = PostParams {
+            field_manager: Some("karo".into()),
+            ..Default::default()
+        };
+        match api.create(&pp, &run).await {
+            Ok(_) => {
+                self.metrics.runs_created.inc();
+                info!(reaction = %reaction.name, namespace = %reaction.namespace, fingerprint = %alert.fingerprint, run = %name, jobs = ?job_names, "Run created");
+                Outcome::Created {
+                    run: name,
+                    jobs: job_names,
+                }
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
+                self.metrics.jobs_deduplicated.inc();
+                info!(reaction = %reaction.name, namespace = %reaction.namespace, fingerprint = %alert.fingerprint, run = %name, "Run exists already: repeated delivery");
+                events.publish(
+                    reaction,
+                    EventType::Normal,
+                    "Deduplicated",
+                    format!(
+                        "Run {name} exists already for alert {} (repeated delivery)",
+                        alert.fingerprint
+                    ),
+                );
+                if let Err(e) = self.refresh_seen(&api, &name, retention).await {
+                    debug!(run = %name, error = %e, "cannot record the repeated delivery on the Run");
+                }
+                Outcome::Deduplicated {
+                    run: name,
+                    jobs: job_names,
+                }
+            }
+            Err(e) => {
+                let retryable = retryable(&e);
+                self.metrics.error(if retryable {
+                    ErrorKind::Api
+                } else {
+                    ErrorKind::JobRejected
+                });
+                warn!(reaction = %reaction.name, namespace = %reaction.namespace, fingerprint = %alert.fingerprint, run = %name, error = %e, retryable, "cannot create Run");
+                if !retryable {
+                    events.publish(
+                        reaction,
+                        EventType::Warning,
+                        "Failed",
+                        format!("Cannot create Run {name}: {e}"),
+                    );
+                }
+                Outcome::Failed {
+                    retryable,
+                    message: format!(
+                        "{}/{}: cannot create Run {name}: {e}",
+                        reaction.namespace, reaction.name
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Records a repeated delivery as the Run's `lastSeen`, at most every few
+    /// minutes (and always the first time).
+    async fn refresh_seen(
+        &self,
+        api: &Api<AlertReactionRun>,
+        name: &str,
+        retention: std::time::Duration,
+    ) -> Result<(), kube::Error> {
+        let current = api.get_status(name).await?;
+        let now = jiff::Timestamp::now();
+        let refresh = jiff::SignedDuration::try_from(runs::seen_refresh(retention))
+            .unwrap_or(jiff::SignedDuration::MAX);
+        let stale = current
+            .status
+            .as_ref()
+            .and_then(|s| s.last_seen.as_ref())
+            .is_none_or(|t| now.duration_since(t.0) >= refresh);
+        if stale {
+            let patch = json!({"status": {"lastSeen": Time(now)}});
+            api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Marks the Runs of resolved occurrences (their firing Run) with the time
+    /// the alert ended, in the background: retention keeps them
+    /// `runs.retentionAfterResolved` more.
+    fn mark_resolved(
+        &self,
+        notification: &Notification,
+        resolved: Vec<(Arc<CompiledReaction>, usize)>,
+    ) {
+        if resolved.is_empty() {
+            return;
+        }
+        let marks: Vec<(String, String, Time)> = resolved
+            .into_iter()
+            .map(|(reaction, ai)| {
+                let alert = &notification.alerts[ai];
+                let firing = Alert {
+                    status: AlertStatus::Firing,
+                    ..alert.clone()
+                };
+                let ended = alert
+                    .ends_at
+                    .parse::<jiff::Timestamp>()
+                    .ok()
+                    .filter(|t| t.as_second() > 0)
+                    .unwrap_or_else(jiff::Timestamp::now);
+                (
+                    reaction.namespace.clone(),
+                    jobs::run_name(&reaction, &firing),
+                    Time(ended),
+                )
+            })
+            .collect();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            for (ns, name, ended) in marks {
+                let api: Api<AlertReactionRun> = Api::namespaced(client.clone(), &ns);
+                let patch = json!({"status": {"resolvedAt": ended}});
+                match api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => debug!(namespace = %ns, run = %name, "Run marked resolved"),
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => {
+                        debug!(namespace = %ns, run = %name, error = %e, "cannot mark the Run resolved")
+                    }
+                }
+            }
+        });
+    }
+
+    /// Records an action that needs no Run: suspended, dry run, not renderable.
+    fn report(
+        &self,
         reaction: &Arc<CompiledReaction>,
         alert: &Alert,
         action: ActionPlan,
@@ -287,15 +430,20 @@ impl Executor {
         } = action;
         let m = &self.metrics;
         match step {
-            Step::Suspended => self.skip(
-                events,
-                reaction,
-                &action,
-                alert,
-                &job_name,
-                SkipReason::Suspended,
-                "the reaction is suspended",
-            ),
+            Step::Suspended => {
+                m.skipped(SkipReason::Suspended);
+                info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job_name, "Job skipped (suspended): the reaction is suspended");
+                events.publish(
+                    reaction,
+                    EventType::Normal,
+                    "Skipped",
+                    format!(
+                        "Skipped Job {job_name} for alert {} (suspended): the reaction is suspended",
+                        alert.fingerprint
+                    ),
+                );
+                Outcome::Skipped
+            }
             Step::RenderFailed(e) => {
                 m.render_failures.inc();
                 m.error(ErrorKind::Render);
@@ -329,185 +477,8 @@ impl Executor {
                 );
                 Outcome::DryRun(job_name)
             }
-            Step::Create { job, gates } => {
-                match self
-                    .create(snapshot, reaction, alert, &action, &job, gates, events)
-                    .await
-                {
-                    Ok(outcome) => outcome,
-                    Err(e) => {
-                        let retryable = e.retryable();
-                        m.error(e.kind());
-                        warn!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job_name, error = %e, retryable, "cannot create Job");
-                        if !retryable {
-                            events.publish(
-                                reaction,
-                                EventType::Warning,
-                                "Failed",
-                                capitalized(&e.to_string()),
-                            );
-                        }
-                        Outcome::Failed {
-                            retryable,
-                            message: format!("{}/{}: {e}", reaction.namespace, reaction.name),
-                        }
-                    }
-                }
-            }
+            // Creates go into the occurrence's Run.
+            Step::Create { .. } => Outcome::Skipped,
         }
-    }
-
-    /// Gates, budget, create.
-    #[allow(clippy::too_many_arguments)]
-    async fn create(
-        &self,
-        snapshot: &Snapshot,
-        reaction: &Arc<CompiledReaction>,
-        alert: &Alert,
-        action: &str,
-        job: &Job,
-        gates: Gates,
-        events: &NotificationEvents,
-    ) -> Result<Outcome, CreateError> {
-        let name = job.metadata.name.clone().unwrap_or_default();
-        let api: Api<Job> = Api::namespaced(self.client.clone(), &reaction.namespace);
-        if gates.any() {
-            match gate(&api, reaction, gates, action, alert, &name)
-                .await
-                .map_err(CreateError::List)?
-            {
-                Gate::Proceed => {}
-                Gate::Exists => return Ok(self.deduplicated(events, reaction, action, alert, name)),
-                Gate::Skip(reason, why) => {
-                    return Ok(self.skip(events, reaction, action, alert, &name, reason, &why))
-                }
-            }
-        }
-        let now = std::time::Instant::now();
-        let limit = snapshot.config.limits.max_jobs_per_minute;
-        if !self.rate.try_acquire(limit, now) {
-            return Ok(self.skip(
-                events,
-                reaction,
-                action,
-                alert,
-                &name,
-                SkipReason::RateLimit,
-                &format!("limits.maxJobsPerMinute ({limit}) reached"),
-            ));
-        }
-        let pp = PostParams {
-            field_manager: Some("karo".into()),
-            ..Default::default()
-        };
-        let result = api.create(&pp, job).await;
-        if result.is_err() {
-            self.rate.release(now);
-        }
-        match result {
-            Ok(created) => {
-                self.metrics.jobs_created.inc();
-                info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %name, "Job created");
-                events.publish(
-                    reaction,
-                    EventType::Normal,
-                    "Triggered",
-                    format!(
-                        "Created Job {name} for alert {} ({})",
-                        alert.alert_name(),
-                        alert.fingerprint
-                    ),
-                );
-                Ok(Outcome::Created(JobReference {
-                    name,
-                    namespace: reaction.namespace.clone(),
-                    action_name: action.to_string(),
-                    created_at: created
-                        .metadata
-                        .creation_timestamp
-                        .unwrap_or_else(|| Time(jiff::Timestamp::now())),
-                }))
-            }
-            Err(kube::Error::Api(status))
-                if status.code == 409 && status.reason == "AlreadyExists" =>
-            {
-                Ok(self.deduplicated(events, reaction, action, alert, name))
-            }
-            Err(source) => Err(CreateError::Create { job: name, source }),
-        }
-    }
-
-    fn deduplicated(
-        &self,
-        events: &NotificationEvents,
-        reaction: &Arc<CompiledReaction>,
-        action: &str,
-        alert: &Alert,
-        job: String,
-    ) -> Outcome {
-        self.metrics.jobs_deduplicated.inc();
-        let note = format!(
-            "Job {job} exists already for alert {} (repeated delivery)",
-            alert.fingerprint
-        );
-        let message = "Job exists already: deduplicated";
-        self.report(
-            events,
-            (reaction, action, alert, &job),
-            "Deduplicated",
-            note,
-            message,
-        );
-        Outcome::Deduplicated(job)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn skip(
-        &self,
-        events: &NotificationEvents,
-        reaction: &Arc<CompiledReaction>,
-        action: &str,
-        alert: &Alert,
-        job: &str,
-        reason: SkipReason,
-        why: &str,
-    ) -> Outcome {
-        self.metrics.skipped(reason);
-        let reason = reason.label();
-        let note = format!(
-            "Skipped Job {job} for alert {} ({reason}): {why}",
-            alert.fingerprint
-        );
-        let message = format!("Job skipped ({reason}): {why}");
-        self.report(
-            events,
-            (reaction, action, alert, job),
-            "Skipped",
-            note,
-            &message,
-        );
-        Outcome::Skipped
-    }
-
-    /// Logs an action that created nothing, and publishes it as a Normal Event.
-    fn report(
-        &self,
-        events: &NotificationEvents,
-        (reaction, action, alert, job): (&Arc<CompiledReaction>, &str, &Alert, &str),
-        event_reason: &'static str,
-        note: String,
-        message: &str,
-    ) {
-        info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job, "{message}");
-        events.publish(reaction, EventType::Normal, event_reason, note);
-    }
-}
-
-/// `cannot create Job x: …` as an Event note: `Cannot create Job x: …`.
-fn capitalized(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) => c.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }

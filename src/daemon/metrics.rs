@@ -28,6 +28,15 @@ pub struct Metrics {
     pub config_last_reload_success_timestamp: Gauge,
     pub config_reloads: IntCounterVec,
     pub auth_failures: IntCounterVec,
+    /// AlertReactionRuns created by the webhook (occurrences accepted).
+    pub runs_created: IntCounter,
+    /// Runs that reached a final phase, by phase.
+    pub runs: IntCounterVec,
+    pub run_duration: Histogram,
+    /// Job creations refused for a passing reason and retried.
+    pub job_create_retries: IntCounter,
+    /// 1 while this replica holds the Lease and follows Runs.
+    pub leader: IntGauge,
 }
 
 impl Metrics {
@@ -122,6 +131,34 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
+            runs_created: IntCounter::new(
+                "karo_runs_created_total",
+                "AlertReactionRuns created: alert occurrences accepted by a reaction.",
+            )?,
+            runs: IntCounterVec::new(
+                Opts::new(
+                    "karo_runs_total",
+                    "AlertReactionRuns that reached a final phase, by phase.",
+                ),
+                &["phase"],
+            )?,
+            run_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "karo_run_duration_seconds",
+                    "Time from a Run's start (its Jobs created) to its final phase.",
+                )
+                .buckets(vec![
+                    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+                ]),
+            )?,
+            job_create_retries: IntCounter::new(
+                "karo_job_create_retries_total",
+                "Job creations refused for a passing reason (429, 5xx, quota, connection) and retried.",
+            )?,
+            leader: IntGauge::new(
+                "karo_leader",
+                "1 while this replica holds the Lease and follows Runs to their outcome.",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.alert_reactions.clone()))?;
@@ -143,6 +180,15 @@ impl Metrics {
             .register(Box::new(m.config_last_reload_success_timestamp.clone()))?;
         m.registry.register(Box::new(m.config_reloads.clone()))?;
         m.registry.register(Box::new(m.auth_failures.clone()))?;
+        m.registry.register(Box::new(m.runs_created.clone()))?;
+        m.registry.register(Box::new(m.runs.clone()))?;
+        m.registry.register(Box::new(m.run_duration.clone()))?;
+        m.registry
+            .register(Box::new(m.job_create_retries.clone()))?;
+        m.registry.register(Box::new(m.leader.clone()))?;
+        for phase in ["Succeeded", "Failed", "Skipped"] {
+            m.runs.with_label_values(&[phase]);
+        }
         // Label values known in advance are exported at zero from the start, so
         // rate() and absent() behave before the first event.
         for status in ["firing", "resolved"] {

@@ -1,8 +1,10 @@
 //! The daemon: executes plans against the API server and records outcomes.
 //!
 //! - `controller` watches AlertReactions and keeps the `index` of compiled ones;
-//! - `executor` plans each notification with the core and carries the plan out
-//!   (`gate` checks cooldown and Forbid against the Jobs, `limits` the budget);
+//! - `executor` plans each notification with the core and creates a Run per
+//!   matched occurrence (the webhook's durable hand-off);
+//! - `runs` follows the Runs while this replica holds the Lease: gates
+//!   (cooldown, Forbid, `limits`' Job budget), Jobs, outcome, retention;
 //! - `status` is the one writer of the AlertReaction status, `events` the one
 //!   publisher of Events;
 //! - `reload` owns the configuration and publishes each new snapshot;
@@ -13,11 +15,11 @@
 pub mod controller;
 pub mod events;
 pub mod executor;
-pub mod gate;
 pub mod index;
 pub mod limits;
 pub mod metrics;
 pub mod readiness;
 pub mod reload;
+pub mod runs;
 pub mod status;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! The one owner of the AlertReaction status. The controller hands it the
-//! `Ready` condition of each generation, the executor the counters
-//! (`triggerCount`, `lastTriggered`, `lastJobsCreated`); one task writes both.
+//! `Ready` condition of each generation, the executor and the runner the
+//! counters (`triggerCount`, `lastTriggered`, `lastJobsCreated`, `lastRun`,
+//! `succeededRuns`, `failedRuns`); one task writes both.
 //!
 //! Updates for the same reaction that arrive while a write is in flight are
 //! merged into the next one, so a burst of notifications costs a few status
@@ -26,7 +27,7 @@ use crate::core::reaction::{object_ref, CompiledReaction};
 use crate::daemon::events::EventSender;
 use crate::daemon::index::ObjectKey;
 use crate::daemon::metrics::{ErrorKind, Metrics};
-use crate::model::crd::{AlertReaction, JobReference};
+use crate::model::crd::{AlertReaction, JobReference, RunReference};
 
 /// Status writes in flight at once.
 const WRITERS: usize = 8;
@@ -37,16 +38,30 @@ pub struct StatusDelta {
     pub triggers: i64,
     /// The Jobs of the latest trigger (replaces `lastJobsCreated` when not empty).
     pub jobs: Vec<JobReference>,
+    /// Runs that ended `Succeeded`.
+    pub succeeded: i64,
+    /// Runs that ended `Failed`.
+    pub failed: i64,
+    /// The Run that finished last.
+    pub last_run: Option<RunReference>,
 }
 
 impl StatusDelta {
     fn merge(&mut self, later: StatusDelta) {
         self.triggers += later.triggers;
+        self.succeeded += later.succeeded;
+        self.failed += later.failed;
         if !later.jobs.is_empty() {
             self.jobs = later.jobs;
         }
+        if later.last_run.is_some() {
+            self.last_run = later.last_run;
+        }
     }
 }
+
+/// `lastJobsCreated` holds at most this many Jobs.
+const LAST_JOBS: usize = 10;
 
 /// The `Ready` condition of one generation, to write.
 #[derive(Debug, Clone)]
@@ -133,8 +148,15 @@ impl StatusHandle {
 
     /// Counters to add to the reaction's status.
     pub fn add(&self, reaction: &CompiledReaction, delta: StatusDelta) {
-        let key = (reaction.namespace.clone(), reaction.name.clone());
-        let uid = reaction.uid.clone();
+        self.add_to(
+            (reaction.namespace.clone(), reaction.name.clone()),
+            reaction.uid.clone(),
+            delta,
+        );
+    }
+
+    /// Counters to add to the status of the reaction `key` with this UID.
+    pub fn add_to(&self, key: ObjectKey, uid: String, delta: StatusDelta) {
         self.shared
             .update(key, |p| p.add_counts(Counts { uid, delta }));
     }
@@ -262,7 +284,16 @@ impl StatusOwner {
                 status.last_triggered = Some(Time(jiff::Timestamp::now()));
             }
             if !delta.jobs.is_empty() {
-                status.last_jobs_created = delta.jobs.clone();
+                status.last_jobs_created = delta.jobs.iter().take(LAST_JOBS).cloned().collect();
+            }
+            if delta.succeeded > 0 {
+                status.succeeded_runs = Some(status.succeeded_runs.unwrap_or(0) + delta.succeeded);
+            }
+            if delta.failed > 0 {
+                status.failed_runs = Some(status.failed_runs.unwrap_or(0) + delta.failed);
+            }
+            if let Some(run) = &delta.last_run {
+                status.last_run = Some(run.clone());
             }
             match api
                 .replace_status(name, &PostParams::default(), &current)
@@ -296,16 +327,19 @@ mod tests {
         let mut d = StatusDelta {
             triggers: 2,
             jobs: vec![job("a")],
+            ..Default::default()
         };
         d.merge(StatusDelta {
             triggers: 3,
-            jobs: vec![],
+            failed: 1,
+            ..Default::default()
         });
+        assert_eq!(d.failed, 1);
         assert_eq!(d.triggers, 5);
         assert_eq!(d.jobs[0].name, "a");
         d.merge(StatusDelta {
-            triggers: 0,
             jobs: vec![job("b")],
+            ..Default::default()
         });
         assert_eq!(d.jobs[0].name, "b");
     }
@@ -316,6 +350,7 @@ mod tests {
             delta: StatusDelta {
                 triggers,
                 jobs: jobs.iter().map(|n| job(n)).collect(),
+                ..Default::default()
             },
         }
     }
