@@ -67,11 +67,9 @@ pub struct RunAlert {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    #[serde(default)]
     pub starts_at: String,
-    #[serde(default)]
     pub ends_at: String,
-    #[serde(default, rename = "generatorURL")]
+    #[serde(rename = "generatorURL")]
     pub generator_url: String,
     pub fingerprint: String,
 }
@@ -108,11 +106,9 @@ impl From<&RunAlert> for Alert {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunNotification {
-    #[serde(default)]
     pub receiver: String,
-    #[serde(default)]
     pub group_key: String,
-    #[serde(default, rename = "externalURL")]
+    #[serde(rename = "externalURL")]
     pub external_url: String,
     #[serde(default)]
     pub group_labels: BTreeMap<String, String>,

@@ -15,7 +15,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::CustomResourceExt;
 
 use super::bins;
-use super::karo_lib::AlertReaction;
+use super::karo_lib::{AlertReaction, AlertReactionRun};
 use super::process::{free_port, random_hex, run_output, Proc, TestDir};
 use super::ready::{start_on_free_port, wait_until, Probe};
 
@@ -188,26 +188,31 @@ impl ControlPlane {
         name
     }
 
-    /// Applies the AlertReaction CRD (server-side apply) and waits until it is
-    /// Established and its resource is served.
+    /// Applies Karo's CRDs (AlertReaction, AlertReactionRun; server-side apply)
+    /// and waits until they are Established and their resources are served.
     pub async fn install_crd(&self) {
         if self.crd_installed.load(Ordering::SeqCst) {
             return;
         }
         let client = self.client().await;
         let crds = Api::<CustomResourceDefinition>::all(client.clone());
-        let crd = AlertReaction::crd();
-        let name = crd.metadata.name.clone().expect("the CRD has a name");
-        crds.patch(
-            &name,
-            &PatchParams::apply("karo-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
-        wait_crd_established(&client, &name)
+        let mut names = Vec::new();
+        for crd in [AlertReaction::crd(), AlertReactionRun::crd()] {
+            let name = crd.metadata.name.clone().expect("the CRD has a name");
+            crds.patch(
+                &name,
+                &PatchParams::apply("karo-tests").force(),
+                &Patch::Apply(&crd),
+            )
             .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
+            .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+            names.push(name);
+        }
+        for name in names {
+            wait_crd_established(&client, &name)
+                .await
+                .unwrap_or_else(|e| panic!("{e:#}"));
+        }
         self.crd_installed.store(true, Ordering::SeqCst);
     }
 
@@ -316,9 +321,11 @@ fn apiserver_probe(port: u16, token: &str) -> Probe {
 async fn wait_crd_established(client: &kube::Client, name: &str) -> Result<()> {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     let reactions = Api::<AlertReaction>::all(client.clone());
+    let runs = Api::<AlertReactionRun>::all(client.clone());
     wait_until(Duration::from_secs(60), || {
         let crds = crds.clone();
         let reactions = reactions.clone();
+        let runs = runs.clone();
         async move {
             let established = match crds.get(name).await {
                 Ok(crd) => crd
@@ -335,6 +342,7 @@ async fn wait_crd_established(client: &kube::Client, name: &str) -> Result<()> {
                     .list(&ListParams::default().limit(1))
                     .await
                     .is_ok()
+                && runs.list(&ListParams::default().limit(1)).await.is_ok()
         }
     })
     .await
