@@ -1,6 +1,6 @@
 //! Where most integration tests start: a namespace of their own with AlertReactions in
 //! it and a Karo that watches only that namespace, every reaction Ready. Then what they
-//! read back from the namespace: reactions, Jobs and Events.
+//! read back from the namespace: reactions, Runs, Jobs and Events.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
@@ -10,7 +10,7 @@ use kube::Api;
 use serde::de::DeserializeOwned;
 
 use super::control_plane::ControlPlane;
-use super::karo_lib::AlertReaction;
+use super::karo_lib::{AlertReaction, AlertReactionRun, RunPhase};
 use super::karo_process::KaroProcess;
 use super::ready::{wait_for, SOON};
 
@@ -247,6 +247,59 @@ impl Scenario {
             "label karo.io/reaction"
         );
         job
+    }
+
+    pub async fn runs(&self) -> Vec<AlertReactionRun> {
+        self.list(&ListParams::default()).await
+    }
+
+    /// The Runs of one reaction (label `karo.io/reaction`).
+    pub async fn runs_of(&self, reaction: &str) -> Vec<AlertReactionRun> {
+        self.list(&ListParams::default().labels(&format!("karo.io/reaction={reaction}")))
+            .await
+    }
+
+    /// The Run named `name`, which must exist.
+    pub async fn run(&self, name: &str) -> AlertReactionRun {
+        self.api::<AlertReactionRun>(self.cp().client().await)
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading Run {name}: {e}"))
+    }
+
+    /// Waits until the Run `name` has `status.phase` `phase`; returns it.
+    pub async fn wait_run_phase(&self, name: &str, phase: RunPhase) -> AlertReactionRun {
+        let api: Api<AlertReactionRun> = self.api(self.cp().client().await);
+        let waited = wait_for(SOON, || {
+            let api = api.clone();
+            async move {
+                let run = api.get(name).await.ok()?;
+                let got = run.status.as_ref()?.phase?;
+                (got == phase).then_some(run)
+            }
+        })
+        .await;
+        match waited {
+            Ok(run) => run,
+            Err(e) => {
+                let status = api.get(name).await.map(|r| r.status);
+                panic!(
+                    "Run {name} never {}: {e}; its status: {status:?}",
+                    phase.as_str()
+                )
+            }
+        }
+    }
+
+    /// Waits until exactly `n` Runs exist (never returns early with more).
+    pub async fn wait_runs(&self, n: usize) -> Vec<AlertReactionRun> {
+        wait_for(SOON, || async move {
+            let r = self.runs().await;
+            assert!(r.len() <= n, "expected {n} Runs, found {}", r.len());
+            (r.len() == n).then_some(r)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {n} Runs in {}: {e}", self.ns))
     }
 
     /// Waits for an Event with `reason` whose note contains `needle`.
