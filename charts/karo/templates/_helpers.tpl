@@ -130,16 +130,39 @@ the chart's values (see the comment on `config` in values.yaml).
 {{- $_ := set $http "port" (int .Values.service.targetPort) }}
 {{- $_ := set $config "http" $http }}
 {{- $_ := set $config "jobTemplateFile" (printf "%s/job.yaml" (include "karo.configDir" .)) }}
+{{- $_ := set $config "leaderElection" (include "karo.leaderElection" . | fromYaml) }}
 {{- toYaml $config }}
 {{- end }}
 
 {{/*
+`config.leaderElection` with the Lease named after the release's objects (unless
+`config.leaderElection.leaseName` names one), so two Karos in one namespace
+(`fullnameOverride`) do not share a Lease. The namespace is left to Karo (the pod's,
+POD_NAMESPACE) unless set.
+*/}}
+{{- define "karo.leaderElection" -}}
+{{- $election := deepCopy (default dict .Values.config.leaderElection) }}
+{{- if not $election.leaseName }}
+{{- $_ := set $election "leaseName" (include "karo.fullname" .) }}
+{{- end }}
+{{- if not $election.namespace }}
+{{- $_ := unset $election "namespace" }}
+{{- end }}
+{{- toYaml $election }}
+{{- end }}
+
+{{/* The namespace of Karo's Lease: where the leader-election Role goes. */}}
+{{- define "karo.leaseNamespace" -}}
+{{- (include "karo.leaderElection" . | fromYaml).namespace | default .Release.Namespace }}
+{{- end }}
+
+{{/*
 The settings Karo cannot change without a restart (listen ports, TLS on/off, watched
-namespaces). Their checksum on the pod template rolls the pods when they change; the
-rest of the config is reloaded live, so it is left out.
+namespaces, leader election). Their checksum on the pod template rolls the pods when
+they change; the rest of the config is reloaded live, so it is left out.
 */}}
 {{- define "karo.restartChecksum" -}}
-{{- $settings := dict "httpPort" (int .Values.service.targetPort) "webhookPort" (int .Values.webhook.port) "tls" (include "karo.tlsEnabled" .) "namespaces" (.Values.config.namespaces | default list) }}
+{{- $settings := dict "httpPort" (int .Values.service.targetPort) "webhookPort" (int .Values.webhook.port) "tls" (include "karo.tlsEnabled" .) "namespaces" (.Values.config.namespaces | default list) "leaderElection" (include "karo.leaderElection" . | fromYaml) }}
 {{- toJson $settings | sha256sum }}
 {{- end }}
 

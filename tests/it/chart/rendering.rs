@@ -237,8 +237,8 @@ fn everything_on_renders_ingress_auth_named_tls_and_namespaced_rbac() {
 }
 
 /// The Deployment changes (and the pods roll) only for the settings Karo cannot
-/// reload: ports, TLS on/off and namespaces. Everything else reaches the running pods
-/// through the mounted ConfigMap.
+/// reload: ports, TLS on/off, namespaces and leader election. Everything else reaches
+/// the running pods through the mounted ConfigMap.
 #[test]
 fn only_settings_that_need_a_restart_roll_the_pods() {
     let deployment = |set: &[&str]| -> Value {
@@ -258,6 +258,9 @@ fn only_settings_that_need_a_restart_roll_the_pods() {
         "config.dryRun=true",
         "config.jobDefaults.ttlSecondsAfterFinished=60",
         "config.limits.maxJobsPerMinute=10",
+        "config.runs.retention=48h",
+        "config.runs.retentionAfterResolved=10m",
+        "config.runs.historyLimit=5",
         "jobTemplate=apiVersion: batch/v1",
     ] {
         assert_eq!(deployment(&[live]), base, "{live} changed the Deployment");
@@ -267,6 +270,9 @@ fn only_settings_that_need_a_restart_roll_the_pods() {
         "service.targetPort=8181",
         "webhook.port=9444",
         "webhook.tls.enabled=false",
+        "config.leaderElection.leaseName=other",
+        "config.leaderElection.namespace=elections",
+        "config.leaderElection.leaseDuration=30s",
     ] {
         assert_ne!(
             checksum(&deployment(&[restart])),
