@@ -167,11 +167,19 @@ they change; the rest of the config is reloaded live, so it is left out.
 {{- end }}
 
 {{/*
-What Karo does with the API server, and nothing more: it watches AlertReactions,
-writes their status (read-modify-write of the counters, merge patch of the Ready
-condition), lists its Jobs (cooldown, concurrencyPolicy) and creates them, and
-records Events (events.k8s.io, and core Events for older tooling). Jobs carry an
-owner reference without blockOwnerDeletion, so no finalizers permission is needed.
+What Karo does with the API server in the namespaces it watches, and nothing more:
+- AlertReactions: watches them and writes their status (read-modify-write of the
+  counters, merge patch of the Ready condition);
+- AlertReactionRuns: creates one per alert occurrence (the exactly-once point),
+  follows it (watch), records its outcome in its status, and deletes finished Runs
+  past their retention;
+- Jobs: creates them (owned by their Run), watches them to completion, and deletes
+  the active Jobs of a cancelled Run;
+- Pods: reads a failed Job's pods and the tail of their log for the Run's record.
+  Never creates, deletes or execs into pods;
+- Events: records them (events.k8s.io, and core Events for older tooling).
+Owner references are set without blockOwnerDeletion, so no finalizers permission is
+needed. No Secrets, no ConfigMaps.
 */}}
 {{- define "karo.rbacRules" -}}
 - apiGroups: ["karo.io"]
@@ -180,13 +188,45 @@ owner reference without blockOwnerDeletion, so no finalizers permission is neede
 - apiGroups: ["karo.io"]
   resources: ["alertreactions/status"]
   verbs: ["get", "update", "patch"]
+- apiGroups: ["karo.io"]
+  resources: ["alertreactionruns"]
+  verbs: ["create", "get", "list", "watch", "patch", "update", "delete"]
+- apiGroups: ["karo.io"]
+  resources: ["alertreactionruns/status"]
+  verbs: ["update", "patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["create", "get", "list"]
+  verbs: ["create", "get", "list", "watch", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Leader election (one replica follows Runs to their outcome): Karo's own Lease, in its
+own namespace. Creating a Lease cannot be limited to a name; reading and renewing it
+can, so Karo cannot take over other Leases of a shared namespace.
+*/}}
+{{- define "karo.leaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  resourceNames: [{{ (include "karo.leaderElection" . | fromYaml).leaseName | quote }}]
+  verbs: ["get", "update", "patch"]
+{{- end }}
+
+{{/* Name of the leader-election Role and RoleBinding. */}}
+{{- define "karo.leaseRoleName" -}}
+{{- printf "%s-leader-election" (include "karo.fullname" .) }}
 {{- end }}

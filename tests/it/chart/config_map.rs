@@ -130,12 +130,24 @@ fn config_map_from_values_yields_the_values_that_were_set() {
         assert_eq!(service["spec"]["ports"][1]["port"], 9444);
         // Credentials from an existing Secret: the chart creates none.
         assert!(docs.iter().all(|d| d["kind"] != "Secret"));
-        // Namespaced RBAC in the listed namespaces.
-        let roles: Vec<&str> = of_kind(&docs, "Role")
+        // Namespaced RBAC in the listed namespaces, leader election in the release's.
+        let roles: Vec<(&str, &str)> = of_kind(&docs, "Role")
             .iter()
-            .map(|r| r["metadata"]["namespace"].as_str().expect("namespace"))
+            .map(|r| {
+                (
+                    r["metadata"]["namespace"].as_str().expect("namespace"),
+                    r["metadata"]["name"].as_str().expect("name"),
+                )
+            })
             .collect();
-        assert_eq!(roles, ["alpha", "beta"]);
+        assert_eq!(
+            roles,
+            [
+                ("alpha", "karo-default"),
+                ("beta", "karo-default"),
+                ("default", "karo-leader-election")
+            ]
+        );
     }
 }
 
