@@ -1,5 +1,5 @@
-//! The AlertReaction CRD against a real kube-apiserver, the committed CRD files, and
-//! the hygiene of the test platform itself.
+//! The AlertReaction and AlertReactionRun CRDs against a real kube-apiserver, the
+//! committed CRD files and `karo crd`, and the hygiene of the test platform itself.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,8 +9,8 @@ use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde_json::{json, Value};
 
 use crate::support::alertmanager::{Alertmanager, AlertmanagerConfig};
-use crate::support::files::{read, repo_path, succeeded, yaml};
-use crate::support::karo_lib::{crd_yaml, AlertReaction};
+use crate::support::files::{documents, read, repo_path, succeeded, yaml};
+use crate::support::karo_lib::{crd_yaml, run_crd_yaml, AlertReaction};
 use crate::support::karo_process::karo_command;
 use crate::support::process::{pid_alive, remove_stale_dirs};
 use crate::support::scenario::Scenario;
@@ -34,6 +34,7 @@ async fn karo_crd_output_applies_and_kubectl_shows_the_printer_columns() {
     // An API server of its own, so that the CRD is new to it.
     let cp = ControlPlane::start().await.expect("control plane");
 
+    // Both CRDs, in one stream.
     let crd = succeeded(&karo_command(&["crd"]), "karo crd");
     succeeded(
         &cp.kubectl_with_stdin(&["apply", "-f", "-"], Some(crd.as_bytes())),
@@ -45,6 +46,7 @@ async fn karo_crd_output_applies_and_kubectl_shows_the_printer_columns() {
             "--for=condition=Established",
             "--timeout=60s",
             "crd/alertreactions.karo.io",
+            "crd/alertreactionruns.karo.io",
         ]),
         "kubectl wait --for=condition=Established",
     );
@@ -97,6 +99,68 @@ async fn karo_crd_output_applies_and_kubectl_shows_the_printer_columns() {
         row.get(..3),
         Some(&["disk-pressure-cleanup", "NodeDiskPressure", "cleanup"][..]),
         "first row of `kubectl get ar`:\n{table}"
+    );
+
+    // A Run as Karo records it, before its status is written.
+    let run = json!({
+        "apiVersion": "karo.io/v1alpha1",
+        "kind": "AlertReactionRun",
+        "metadata": {"name": "disk-pressure-cleanup-0123456789", "namespace": ns},
+        "spec": {
+            "reaction": {"name": "disk-pressure-cleanup", "uid": "0c0ffee0-0000-4000-8000-000000000000", "generation": 1},
+            "alert": {"status": "firing", "labels": {"alertname": "NodeDiskPressure"}, "fingerprint": "0123456789abcdef"},
+            "notification": {"receiver": "karo"},
+        },
+    })
+    .to_string();
+    succeeded(
+        &cp.kubectl_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(run.as_bytes())),
+        "kubectl apply (an AlertReactionRun)",
+    );
+    let table = succeeded(&cp.kubectl(&["get", "arr", "-n", &ns]), "kubectl get arr");
+    eprintln!("kubectl get arr:\n{table}");
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "REACTION", "ALERT", "PHASE", "STARTED", "DURATION", "AGE"],
+        "header of `kubectl get arr`:\n{table}"
+    );
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row.get(..3),
+        Some(
+            &[
+                "disk-pressure-cleanup-0123456789",
+                "disk-pressure-cleanup",
+                "NodeDiskPressure"
+            ][..]
+        ),
+        "first row of `kubectl get arr`:\n{table}"
+    );
+
+    // The `karo` category: reactions and their Runs in one listing.
+    let listed = succeeded(
+        &cp.kubectl(&["get", "karo", "-n", &ns, "-o", "name"]),
+        "kubectl get karo",
+    );
+    let mut names: Vec<&str> = listed.lines().collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "alertreaction.karo.io/disk-pressure-cleanup",
+            "alertreactionrun.karo.io/disk-pressure-cleanup-0123456789",
+        ],
+        "kubectl get karo:\n{listed}"
     );
 }
 
@@ -249,17 +313,79 @@ fn crd_drift(path: &Path, generated: &str) -> Result<(), String> {
     ))
 }
 
+/// Each CRD Karo generates, with the name of its committed files.
+fn generated_crds() -> [(&'static str, String); 2] {
+    [
+        (
+            "karo.io_alertreactions.yaml",
+            crd_yaml().expect("AlertReaction CRD serialises"),
+        ),
+        (
+            "karo.io_alertreactionruns.yaml",
+            run_crd_yaml().expect("AlertReactionRun CRD serialises"),
+        ),
+    ]
+}
+
 #[test]
-fn committed_crd_files_match_the_generated_crd() {
-    let generated = crd_yaml().expect("CRD serialises");
-    for file in [
-        "config/crd/karo.io_alertreactions.yaml",
-        "charts/karo/crds/karo.io_alertreactions.yaml",
-    ] {
-        if let Err(drift) = crd_drift(&repo_path(file), &generated) {
-            panic!("{drift}");
+fn committed_crd_files_match_the_generated_crds() {
+    let mut drifts = Vec::new();
+    for (file, generated) in generated_crds() {
+        for dir in ["config/crd", "charts/karo/crds"] {
+            if let Err(drift) = crd_drift(&repo_path(&format!("{dir}/{file}")), &generated) {
+                drifts.push(drift);
+            }
         }
     }
+    assert!(drifts.is_empty(), "{}", drifts.join("\n"));
+    // Nothing else in those folders: a CRD Karo no longer generates would be
+    // installed by the chart and `kubectl apply -f config/crd/` all the same.
+    for dir in ["config/crd", "charts/karo/crds"] {
+        let mut files: Vec<String> = std::fs::read_dir(repo_path(dir))
+            .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        files.sort();
+        let mut expected: Vec<String> = generated_crds()
+            .iter()
+            .map(|(file, _)| file.to_string())
+            .collect();
+        expected.sort();
+        assert_eq!(files, expected, "files in {dir}");
+    }
+}
+
+/// `karo crd` prints both CRDs as one YAML stream, AlertReaction first; `karo crd
+/// <plural>` prints one, exactly as generated (what `make crd` writes).
+#[test]
+fn karo_crd_prints_both_crds_and_each_by_its_plural() {
+    let [(_, reactions), (_, runs)] = generated_crds();
+    let both = succeeded(&karo_command(&["crd"]), "karo crd");
+    let docs = documents(&both);
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        names,
+        ["alertreactions.karo.io", "alertreactionruns.karo.io"],
+        "documents of `karo crd`"
+    );
+    assert_eq!(docs, [yaml(&reactions), yaml(&runs)]);
+    for (plural, generated) in [("alertreactions", &reactions), ("alertreactionruns", &runs)] {
+        let one = succeeded(
+            &karo_command(&["crd", plural]),
+            &format!("karo crd {plural}"),
+        );
+        assert_eq!(&one, generated, "karo crd {plural}");
+    }
+    let out = karo_command(&["crd", "jobs"]);
+    assert!(!out.status.success(), "karo crd jobs should fail");
 }
 
 #[test]

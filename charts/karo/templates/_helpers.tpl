@@ -130,25 +130,56 @@ the chart's values (see the comment on `config` in values.yaml).
 {{- $_ := set $http "port" (int .Values.service.targetPort) }}
 {{- $_ := set $config "http" $http }}
 {{- $_ := set $config "jobTemplateFile" (printf "%s/job.yaml" (include "karo.configDir" .)) }}
+{{- $_ := set $config "leaderElection" (include "karo.leaderElection" . | fromYaml) }}
 {{- toYaml $config }}
 {{- end }}
 
 {{/*
+`config.leaderElection` with the Lease named after the release's objects (unless
+`config.leaderElection.leaseName` names one), so two Karos in one namespace
+(`fullnameOverride`) do not share a Lease. The namespace is left to Karo (the pod's,
+POD_NAMESPACE) unless set.
+*/}}
+{{- define "karo.leaderElection" -}}
+{{- $election := deepCopy (default dict .Values.config.leaderElection) }}
+{{- if not $election.leaseName }}
+{{- $_ := set $election "leaseName" (include "karo.fullname" .) }}
+{{- end }}
+{{- if not $election.namespace }}
+{{- $_ := unset $election "namespace" }}
+{{- end }}
+{{- toYaml $election }}
+{{- end }}
+
+{{/* The namespace of Karo's Lease: where the leader-election Role goes. */}}
+{{- define "karo.leaseNamespace" -}}
+{{- (include "karo.leaderElection" . | fromYaml).namespace | default .Release.Namespace }}
+{{- end }}
+
+{{/*
 The settings Karo cannot change without a restart (listen ports, TLS on/off, watched
-namespaces). Their checksum on the pod template rolls the pods when they change; the
-rest of the config is reloaded live, so it is left out.
+namespaces, leader election). Their checksum on the pod template rolls the pods when
+they change; the rest of the config is reloaded live, so it is left out.
 */}}
 {{- define "karo.restartChecksum" -}}
-{{- $settings := dict "httpPort" (int .Values.service.targetPort) "webhookPort" (int .Values.webhook.port) "tls" (include "karo.tlsEnabled" .) "namespaces" (.Values.config.namespaces | default list) }}
+{{- $settings := dict "httpPort" (int .Values.service.targetPort) "webhookPort" (int .Values.webhook.port) "tls" (include "karo.tlsEnabled" .) "namespaces" (.Values.config.namespaces | default list) "leaderElection" (include "karo.leaderElection" . | fromYaml) }}
 {{- toJson $settings | sha256sum }}
 {{- end }}
 
 {{/*
-What Karo does with the API server, and nothing more: it watches AlertReactions,
-writes their status (read-modify-write of the counters, merge patch of the Ready
-condition), lists its Jobs (cooldown, concurrencyPolicy) and creates them, and
-records Events (events.k8s.io, and core Events for older tooling). Jobs carry an
-owner reference without blockOwnerDeletion, so no finalizers permission is needed.
+What Karo does with the API server in the namespaces it watches, and nothing more:
+- AlertReactions: watches them and writes their status (read-modify-write of the
+  counters, merge patch of the Ready condition);
+- AlertReactionRuns: creates one per alert occurrence (the exactly-once point),
+  follows it (watch), records its outcome in its status, and deletes finished Runs
+  past their retention;
+- Jobs: creates them (owned by their Run), watches them to completion, and deletes
+  the active Jobs of a cancelled Run;
+- Pods: reads a failed Job's pods and the tail of their log for the Run's record.
+  Never creates, deletes or execs into pods;
+- Events: records them (events.k8s.io, and core Events for older tooling).
+Owner references are set without blockOwnerDeletion, so no finalizers permission is
+needed. No Secrets, no ConfigMaps.
 */}}
 {{- define "karo.rbacRules" -}}
 - apiGroups: ["karo.io"]
@@ -157,13 +188,45 @@ owner reference without blockOwnerDeletion, so no finalizers permission is neede
 - apiGroups: ["karo.io"]
   resources: ["alertreactions/status"]
   verbs: ["get", "update", "patch"]
+- apiGroups: ["karo.io"]
+  resources: ["alertreactionruns"]
+  verbs: ["create", "get", "list", "watch", "patch", "update", "delete"]
+- apiGroups: ["karo.io"]
+  resources: ["alertreactionruns/status"]
+  verbs: ["update", "patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["create", "get", "list"]
+  verbs: ["create", "get", "list", "watch", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Leader election (one replica follows Runs to their outcome): Karo's own Lease, in its
+own namespace. Creating a Lease cannot be limited to a name; reading and renewing it
+can, so Karo cannot take over other Leases of a shared namespace.
+*/}}
+{{- define "karo.leaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  resourceNames: [{{ (include "karo.leaderElection" . | fromYaml).leaseName | quote }}]
+  verbs: ["get", "update", "patch"]
+{{- end }}
+
+{{/* Name of the leader-election Role and RoleBinding. */}}
+{{- define "karo.leaseRoleName" -}}
+{{- printf "%s-leader-election" (include "karo.fullname" .) }}
 {{- end }}

@@ -4,6 +4,7 @@
 //! replaces the shipped skeleton.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -129,12 +130,69 @@ fn config_map_from_values_yields_the_values_that_were_set() {
         assert_eq!(service["spec"]["ports"][1]["port"], 9444);
         // Credentials from an existing Secret: the chart creates none.
         assert!(docs.iter().all(|d| d["kind"] != "Secret"));
-        // Namespaced RBAC in the listed namespaces.
-        let roles: Vec<&str> = of_kind(&docs, "Role")
+        // Namespaced RBAC in the listed namespaces, leader election in the release's.
+        let roles: Vec<(&str, &str)> = of_kind(&docs, "Role")
             .iter()
-            .map(|r| r["metadata"]["namespace"].as_str().expect("namespace"))
+            .map(|r| {
+                (
+                    r["metadata"]["namespace"].as_str().expect("namespace"),
+                    r["metadata"]["name"].as_str().expect("name"),
+                )
+            })
             .collect();
-        assert_eq!(roles, ["alpha", "beta"]);
+        assert_eq!(
+            roles,
+            [
+                ("alpha", "karo-default"),
+                ("beta", "karo-default"),
+                ("default", "karo-leader-election")
+            ]
+        );
+    }
+}
+
+/// `config.runs` and `config.leaderElection` reach Karo as set; an empty namespace is
+/// left to Karo (the pod's). The Lease's default name is tested in `rbac`.
+#[test]
+fn runs_and_leader_election_values_reach_karos_config() {
+    for helm in HELMS {
+        let (config_yaml, _) = rendered_config_map(
+            helm,
+            &[
+                "--set",
+                "config.runs.retention=36h",
+                "--set",
+                "config.runs.retentionAfterResolved=1h30m",
+                "--set",
+                "config.runs.historyLimit=0",
+                "--set",
+                "config.leaderElection.leaseDuration=30s",
+                "--set",
+                "config.leaderElection.namespace=elections",
+            ],
+        );
+        let c = load_config(&config_yaml);
+        assert_eq!(c.runs.retention, "36h");
+        assert_eq!(c.runs.retention(), Duration::from_secs(36 * 3600));
+        assert_eq!(c.runs.retention_after_resolved(), Duration::from_secs(5400));
+        assert_eq!(c.runs.history_limit, 0);
+        assert_eq!(c.leader_election.lease_name, "karo");
+        assert_eq!(c.leader_election.namespace.as_deref(), Some("elections"));
+        assert_eq!(c.leader_election.lease_duration(), Duration::from_secs(30));
+
+        let (config_yaml, _) = rendered_config_map(
+            helm,
+            &[
+                "--set",
+                "config.leaderElection.leaseName=karo-shared",
+                "--set",
+                "config.leaderElection.namespace=",
+            ],
+        );
+        let c = load_config(&config_yaml);
+        assert_eq!(c.leader_election.lease_name, "karo-shared");
+        // Empty: left to Karo, which takes the pod's namespace.
+        assert_eq!(c.leader_election.namespace, None);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The chart against the API server: the receiver the NOTES print (from a dry-run
 //! install) is a config Alertmanager accepts; every value set renders objects the API
 //! server accepts; `helm install`, `upgrade` and `uninstall` with Helm 3 and Helm 4
-//! create the CRD and the release, keep the generated certificate, and roll the pods
+//! create the CRDs and the release, keep the generated certificate, and roll the pods
 //! only when they must.
 
 use std::process::Command;
@@ -204,9 +204,16 @@ async fn helm_install_creates_the_crd_and_the_release_with_helm3_and_helm4() {
         out.contains("url: 'http://karo.monitoring.svc.cluster.local:8080/webhook'"),
         "{out}"
     );
+    let runs_crd = "crd/alertreactionruns.karo.io";
     succeeded(
-        &cp.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", crd]),
-        "the chart's CRD",
+        &cp.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            crd,
+            runs_crd,
+        ]),
+        "the chart's CRDs",
     );
     for object in [
         "deployment/karo",
@@ -224,6 +231,16 @@ async fn helm_install_creates_the_crd_and_the_release_with_helm3_and_helm4() {
             "clusterrolebinding/karo-monitoring",
         ]),
         "cluster RBAC",
+    );
+    succeeded(
+        &cp.kubectl(&[
+            "get",
+            "-n",
+            "monitoring",
+            "role/karo-leader-election",
+            "rolebinding/karo-leader-election",
+        ]),
+        "the leader-election Role",
     );
     check_generated_certificate(&cp, "monitoring").await;
     let secret = secret_data(&cp, "monitoring", "karo-webhook-tls").await;
@@ -293,6 +310,8 @@ async fn helm_install_creates_the_crd_and_the_release_with_helm3_and_helm4() {
             "monitoring",
             "role/karo-monitoring",
             "rolebinding/karo-monitoring",
+            "role/karo-leader-election",
+            "rolebinding/karo-leader-election",
         ]),
         "namespaced RBAC",
     );
@@ -313,5 +332,8 @@ async fn helm_install_creates_the_crd_and_the_release_with_helm3_and_helm4() {
         .kubectl(&["get", "-n", "default", "deployment/karo"])
         .status
         .success());
-    succeeded(&cp.kubectl(&["get", crd]), "the CRD after uninstall");
+    succeeded(
+        &cp.kubectl(&["get", crd, runs_crd]),
+        "the CRDs after uninstall",
+    );
 }

@@ -7,6 +7,8 @@
 //! - `rendering`: what the templates render for the README's commands and examples, and
 //!   which settings roll the pods.
 //! - `config_map`: the rendered ConfigMap is a config Karo loads, with the values set.
+//! - `rbac`: the rules rendered in the cluster-wide and the namespaced form, and the
+//!   leader-election Role for the Lease the rendered config names.
 //! - `install`: the rendering accepted by the API server, the NOTES' receiver accepted by
 //!   Alertmanager, and `helm install`, `upgrade` and `uninstall` with both Helm versions.
 //! - `service_account`: Karo running with the release's ServiceAccount, RBAC, ConfigMap
@@ -21,6 +23,7 @@ mod config_map;
 mod install;
 mod monitoring;
 mod plain_manifests;
+mod rbac;
 mod rendering;
 mod service_account;
 mod values;
@@ -176,6 +179,35 @@ fn load_config(text: &str) -> Config {
     std::fs::write(file.path(), text).expect("writing config");
     load_config_file(Some(file.path()), &Overrides::default())
         .unwrap_or_else(|e| panic!("karo rejects the config: {e}\n{text}"))
+}
+
+/// The chart's AlertReactionRun CRD (`crds/`), for a release installed with
+/// `--skip-crds` into a control plane that has the AlertReaction CRD already:
+/// `kubectl auth can-i` resolves `alertreactionruns.karo.io` only once it is served.
+fn install_run_crd(cp: &ControlPlane) {
+    let file = repo_path("charts/karo/crds/karo.io_alertreactionruns.yaml")
+        .display()
+        .to_string();
+    succeeded(
+        &cp.kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=karo-tests",
+            "-f",
+            &file,
+        ]),
+        "applying the chart's AlertReactionRun CRD",
+    );
+    succeeded(
+        &cp.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/alertreactionruns.karo.io",
+        ]),
+        "waiting for the AlertReactionRun CRD",
+    );
 }
 
 /// The decoded data of a Secret.

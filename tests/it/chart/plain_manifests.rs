@@ -59,6 +59,18 @@ fn plain_manifests_match_the_chart() {
         plain_binding["roleRef"]["name"],
         plain_role["metadata"]["name"]
     );
+    // Leader election: the same Role for the same Lease, in karo-system.
+    let plain_lease_role = object(&plain, "Role", "karo-leader-election");
+    let chart_lease_role = object(&chart, "Role", "karo-leader-election");
+    assert_eq!(plain_lease_role["metadata"]["namespace"], "karo-system");
+    assert_eq!(plain_lease_role["rules"], chart_lease_role["rules"]);
+    let plain_lease_binding = object(&plain, "RoleBinding", "karo-leader-election");
+    let chart_lease_binding = object(&chart, "RoleBinding", "karo-leader-election");
+    assert_eq!(plain_lease_binding["metadata"]["namespace"], "karo-system");
+    for key in ["roleRef", "subjects"] {
+        assert_eq!(plain_lease_binding[key], chart_lease_binding[key], "{key}");
+    }
+    assert_eq!(of_kind(&plain, "Role").len(), of_kind(&chart, "Role").len());
     let account = object(&plain, "ServiceAccount", "karo");
     assert_eq!(account["metadata"]["namespace"], "karo-system");
     object(&chart, "ServiceAccount", "karo");
@@ -122,8 +134,16 @@ async fn plain_manifests_apply_and_grant_least_privilege() {
         "system:serviceaccount:karo-system:karo",
         "
         yes create jobs.batch -n default
+        yes delete jobs.batch -n default
         yes list alertreactions.karo.io --all-namespaces
         yes patch alertreactions.karo.io --subresource=status -n default
+        yes create alertreactionruns.karo.io -n default
+        yes patch alertreactionruns.karo.io --subresource=status -n default
+        yes get pods --subresource=log -n default
+        yes create leases.coordination.k8s.io -n karo-system
+        yes update leases.coordination.k8s.io/karo -n karo-system
+        no update leases.coordination.k8s.io/other -n karo-system
+        no create leases.coordination.k8s.io -n default
         no list secrets --all-namespaces
         no create pods -n default
         ",

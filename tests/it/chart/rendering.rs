@@ -89,7 +89,12 @@ fn default_install_is_named_for_the_readme_commands() {
         assert!(of_kind(&docs, "Ingress").is_empty());
         assert!(of_kind(&docs, "ServiceMonitor").is_empty());
         assert_eq!(of_kind(&docs, "ClusterRole").len(), 1);
-        assert!(of_kind(&docs, "Role").is_empty());
+        // The one Role: leader election, in the release namespace.
+        let roles: Vec<&Value> = of_kind(&docs, "Role")
+            .iter()
+            .map(|r| &r["metadata"]["name"])
+            .collect();
+        assert_eq!(roles, [&json!("karo-leader-election")]);
         // TLS is on by default, with a certificate the chart generates.
         let tls = object(&docs, "Secret", "karo-webhook-tls");
         assert_eq!(tls["type"], "kubernetes.io/tls");
@@ -219,14 +224,26 @@ fn everything_on_renders_ingress_auth_named_tls_and_namespaced_rbac() {
         assert_eq!(monitor["spec"]["endpoints"][0]["scrapeTimeout"], "10s");
 
         // A namespace list: a Role and RoleBinding in each listed namespace, no
-        // ClusterRole.
+        // ClusterRole; leader election in the release namespace.
         assert!(of_kind(&docs, "ClusterRole").is_empty());
         assert!(of_kind(&docs, "ClusterRoleBinding").is_empty());
-        let roles: Vec<&str> = of_kind(&docs, "Role")
+        let roles: Vec<(&str, &str)> = of_kind(&docs, "Role")
             .iter()
-            .map(|r| r["metadata"]["namespace"].as_str().expect("namespace"))
+            .map(|r| {
+                (
+                    r["metadata"]["namespace"].as_str().expect("namespace"),
+                    r["metadata"]["name"].as_str().expect("name"),
+                )
+            })
             .collect();
-        assert_eq!(roles, ["team-a", "team-b"]);
+        assert_eq!(
+            roles,
+            [
+                ("team-a", "karo-monitoring"),
+                ("team-b", "karo-monitoring"),
+                ("monitoring", "karo-leader-election")
+            ]
+        );
         for binding in of_kind(&docs, "RoleBinding") {
             assert_eq!(
                 binding["subjects"],
@@ -237,8 +254,8 @@ fn everything_on_renders_ingress_auth_named_tls_and_namespaced_rbac() {
 }
 
 /// The Deployment changes (and the pods roll) only for the settings Karo cannot
-/// reload: ports, TLS on/off and namespaces. Everything else reaches the running pods
-/// through the mounted ConfigMap.
+/// reload: ports, TLS on/off, namespaces and leader election. Everything else reaches
+/// the running pods through the mounted ConfigMap.
 #[test]
 fn only_settings_that_need_a_restart_roll_the_pods() {
     let deployment = |set: &[&str]| -> Value {
@@ -258,6 +275,9 @@ fn only_settings_that_need_a_restart_roll_the_pods() {
         "config.dryRun=true",
         "config.jobDefaults.ttlSecondsAfterFinished=60",
         "config.limits.maxJobsPerMinute=10",
+        "config.runs.retention=48h",
+        "config.runs.retentionAfterResolved=10m",
+        "config.runs.historyLimit=5",
         "jobTemplate=apiVersion: batch/v1",
     ] {
         assert_eq!(deployment(&[live]), base, "{live} changed the Deployment");
@@ -267,6 +287,9 @@ fn only_settings_that_need_a_restart_roll_the_pods() {
         "service.targetPort=8181",
         "webhook.port=9444",
         "webhook.tls.enabled=false",
+        "config.leaderElection.leaseName=other",
+        "config.leaderElection.namespace=elections",
+        "config.leaderElection.leaseDuration=30s",
     ] {
         assert_ne!(
             checksum(&deployment(&[restart])),

@@ -1,7 +1,7 @@
 //! Karo as the chart deploys it, with the release's ServiceAccount token, ConfigMap and
 //! Secrets: the alert-to-Job flow over the default HTTPS webhook, basic auth from the
 //! chart's Secret, a namespace list that limits where Karo acts, and RBAC that grants
-//! what Karo does and not more.
+//! what Karo does (Runs, Jobs, pods' logs, its own Lease) and not more.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,7 +11,8 @@ use kube::api::Api;
 use serde_json::{json, Value};
 
 use super::{
-    assert_permissions, chart, load_config, secret_data, service_account_kubeconfig, Helm, RELEASE,
+    assert_permissions, chart, install_run_crd, load_config, secret_data,
+    service_account_kubeconfig, Helm, RELEASE,
 };
 use crate::support::files::{read, repo_path};
 use crate::support::karo_lib::AuthType;
@@ -52,10 +53,15 @@ async fn start_chart_karo(cp: &ControlPlane, namespace: &str) -> ChartKaro {
         std::fs::write(&path, &data[key]).expect("writing a Secret's file");
         path.display().to_string()
     };
-    let mut env: Vec<(String, String)> = vec![(
-        "KARO_JOB_TEMPLATE_FILE".into(),
-        config_dir.join("job.yaml").display().to_string(),
-    )];
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "KARO_JOB_TEMPLATE_FILE".into(),
+            config_dir.join("job.yaml").display().to_string(),
+        ),
+        // As the Deployment sets it: the namespace of Karo's Lease, where the chart's
+        // leader-election Role is.
+        ("POD_NAMESPACE".into(), namespace.to_string()),
+    ];
     let mut https = None;
     if config.webhook.tls.enabled {
         let tls = secret_data(cp, namespace, "karo-webhook-tls").await;
@@ -102,8 +108,10 @@ fn seed_reaction() -> String {
 }
 
 /// `helm install my-operator charts/karo -n <namespace> --skip-crds <args>`, into a
-/// control plane whose CRD is installed already.
+/// control plane whose AlertReaction CRD is installed already (the AlertReactionRun
+/// CRD is installed here).
 fn install_release(cp: &ControlPlane, helm: Helm, namespace: &str, args: &[&str]) {
+    install_run_crd(cp);
     let chart = chart();
     let kubeconfig = cp.kubeconfig().display().to_string();
     let mut all = vec![
@@ -178,14 +186,32 @@ async fn karo_with_the_charts_service_account_runs_the_alert_to_job_flow() {
             "
             yes watch alertreactions.karo.io --all-namespaces
             yes update alertreactions.karo.io --subresource=status -n {ns}
+            yes create alertreactionruns.karo.io -n {ns}
+            yes watch alertreactionruns.karo.io --all-namespaces
+            yes delete alertreactionruns.karo.io -n {ns}
+            yes patch alertreactionruns.karo.io --subresource=status -n {ns}
             yes create jobs.batch -n {ns}
+            yes watch jobs.batch --all-namespaces
+            yes delete jobs.batch -n {ns}
+            yes list pods -n {ns}
+            yes get pods --subresource=log -n {ns}
             yes create events.events.k8s.io -n {ns}
+            yes create leases.coordination.k8s.io -n {release_ns}
+            yes get leases.coordination.k8s.io/karo -n {release_ns}
+            yes update leases.coordination.k8s.io/karo -n {release_ns}
+            no get leases.coordination.k8s.io/kube-controller-manager -n {release_ns}
+            no update leases.coordination.k8s.io/other -n {release_ns}
+            no list leases.coordination.k8s.io -n {release_ns}
+            no create leases.coordination.k8s.io -n {ns}
+            no get leases.coordination.k8s.io/karo -n {ns}
             no list secrets --all-namespaces
             no get secrets -n {release_ns}
             no get secrets -n {ns}
             no create pods -n {ns}
+            no delete pods -n {ns}
             no create pods/exec -n {ns}
-            no delete jobs.batch -n {ns}
+            no update jobs.batch -n {ns}
+            no delete alertreactions.karo.io -n {ns}
             no update alertreactions.karo.io -n {ns}
             no create deployments.apps -n {ns}
             no create rolebindings.rbac.authorization.k8s.io -n {ns}
@@ -249,10 +275,20 @@ async fn with_a_namespace_list_karo_acts_only_in_those_namespaces() {
             "
             yes create jobs.batch -n {listed}
             yes watch alertreactions.karo.io -n {listed}
+            yes create alertreactionruns.karo.io -n {listed}
+            yes update alertreactionruns.karo.io --subresource=status -n {listed}
+            yes get pods --subresource=log -n {listed}
+            yes create leases.coordination.k8s.io -n {release_ns}
+            yes patch leases.coordination.k8s.io/karo -n {release_ns}
             no create jobs.batch -n {unlisted}
             no watch alertreactions.karo.io -n {unlisted}
+            no create alertreactionruns.karo.io -n {unlisted}
+            no get pods --subresource=log -n {unlisted}
             no create jobs.batch -n {release_ns}
+            no watch alertreactionruns.karo.io -n {release_ns}
             no list alertreactions.karo.io --all-namespaces
+            no list alertreactionruns.karo.io --all-namespaces
+            no create leases.coordination.k8s.io -n {listed}
             no get secrets -n {listed}
             no create pods -n {listed}
             "

@@ -106,6 +106,35 @@ fn wrong_values_fail_with_a_message_naming_them() {
             "webhook:\n  auth:\n    type: bearer\n",
             &["webhook.auth.token or webhook.auth.existingSecret"],
         ),
+        ("config:\n  runs:\n    retention: 1 day\n", &["retention"]),
+        (
+            "config:\n  runs:\n    retentionAfterResolved: 1.5h\n",
+            &["retentionAfterResolved"],
+        ),
+        (
+            "config:\n  runs:\n    historyLimit: -1\n",
+            &["historyLimit"],
+        ),
+        (
+            "config:\n  runs:\n    historyLimit: \"100\"\n",
+            &["historyLimit"],
+        ),
+        (
+            "config:\n  leaderElection:\n    leaseDuration: 15\n",
+            &["leaseDuration"],
+        ),
+        (
+            "config:\n  leaderElection:\n    leaseName: Karo_Lease\n",
+            &["leaseName"],
+        ),
+        (
+            "config:\n  leaderElection:\n    namespace: Monitoring\n",
+            &["namespace"],
+        ),
+        (
+            "config:\n  leaderElection:\n    renewEvery: 5s\n",
+            &["renewEvery"],
+        ),
     ];
     for (i, (values, needles)) in cases.iter().enumerate() {
         let file = dir.path().join(format!("values-{i}.yaml"));
