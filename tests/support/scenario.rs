@@ -5,6 +5,7 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{ListParams, PostParams};
 use kube::Api;
 use serde::de::DeserializeOwned;
@@ -233,6 +234,30 @@ impl Scenario {
         .unwrap_or_else(|e| panic!("waiting for {n} Jobs in {}: {e}", self.ns))
     }
 
+    /// Waits until the Job named `name` exists (the runner creates the Jobs of a Run
+    /// after the webhook answered) and returns it.
+    pub async fn wait_job(&self, name: &str) -> Job {
+        let api: Api<Job> = self.api(self.cp().client().await);
+        wait_for(SOON, || {
+            let api = api.clone();
+            async move { api.get_opt(name).await.ok().flatten() }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("no Job {name} in {}: {e}", self.ns))
+    }
+
+    /// Waits until exactly `n` Jobs of the reaction `reaction` exist (never returns
+    /// early with more).
+    pub async fn wait_jobs_of(&self, reaction: &str, n: usize) -> Vec<Job> {
+        wait_for(SOON, || async move {
+            let j = self.jobs_of(reaction).await;
+            assert!(j.len() <= n, "expected {n} Jobs of {reaction}, found {}", j.len());
+            (j.len() == n).then_some(j)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {n} Jobs of {reaction} in {}: {e}", self.ns))
+    }
+
     /// Waits until exactly one Job exists, and checks that the reaction `name` created it.
     pub async fn wait_one_job_of(&self, name: &str) -> Job {
         let job = self.wait_jobs(1).await.remove(0);
@@ -323,6 +348,35 @@ impl Scenario {
         all.extend_from_slice(args);
         String::from_utf8_lossy(&self.cp().kubectl(&all).stdout).into_owned()
     }
+}
+
+/// The one owner of a Job: its AlertReactionRun (Karo sets exactly one).
+pub fn owner(job: &Job) -> &OwnerReference {
+    let owners = job
+        .metadata
+        .owner_references
+        .as_deref()
+        .expect("a Job of Karo has an owner");
+    assert_eq!(owners.len(), 1, "one owner: {owners:?}");
+    &owners[0]
+}
+
+/// Checks that `job` is owned (as its controller) by the Run `run`, and carries its
+/// name as label `karo.io/run`.
+pub fn assert_owned_by(job: &Job, run: &AlertReactionRun) {
+    let o = owner(job);
+    let job_name = job.metadata.name.as_deref().unwrap_or("?");
+    assert_eq!(o.kind, "AlertReactionRun", "owner of {job_name}");
+    assert_eq!(o.api_version, "karo.io/v1alpha1", "owner of {job_name}");
+    assert_eq!(Some(&o.name), run.metadata.name.as_ref(), "owner of {job_name}");
+    assert_eq!(Some(&o.uid), run.metadata.uid.as_ref(), "owner of {job_name}");
+    assert_eq!(o.controller, Some(true), "owner of {job_name}");
+    let label = job
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("karo.io/run"));
+    assert_eq!(label, run.metadata.name.as_ref(), "label karo.io/run of {job_name}");
 }
 
 /// The first container of a Job's pod.

@@ -1,13 +1,15 @@
 //! Whether a matching alert creates a Job: resolved alerts trigger only the reactions
-//! that ask for them (`triggerOn`); `suspend`, `dryRun`, `cooldown` and
-//! `concurrencyPolicy: Forbid` skip, and a repeated occurrence is deduplicated.
+//! that ask for them (`triggerOn`); `suspend` and `dryRun` create no Run; `cooldown`
+//! and `concurrencyPolicy: Forbid` end the occurrence's Run `Skipped` with the reason;
+//! a repeated occurrence is deduplicated onto the Runs it has.
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{reaction, strings};
-use crate::support::scenario::{first_container, Scenario};
+use crate::support::karo_lib::{AlertStatus, RunPhase};
+use crate::support::scenario::{assert_owned_by, first_container, Scenario};
 use crate::support::webhook::{alert, firing, notification};
 
 #[tokio::test]
@@ -41,6 +43,13 @@ async fn resolved_triggers_only_when_asked() {
         first_container(&job).command,
         Some(strings(&["echo", "resolved"]))
     );
+    // The Run of the resolved occurrence, and none for the reaction that only fires.
+    assert!(s.runs_of("on-firing").await.is_empty());
+    let runs = s.runs_of("on-both").await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].spec.alert.status, AlertStatus::Resolved);
+    assert_eq!(body["runs"][0].as_str(), runs[0].metadata.name.as_deref());
+    assert_owned_by(&job, &runs[0]);
 }
 
 #[tokio::test]
@@ -56,25 +65,38 @@ async fn suspend_dry_run_cooldown_and_forbid() {
     let send = |starts: &str, instance: &str| {
         firing([json!({"alertname": "Gate", "instance": instance})], starts)
     };
-    let body = karo.notify_ok(&send("2026-05-01T00:00:00Z", "i1")).await;
-    assert_eq!(body["matched"], 4);
-    assert_eq!(body["created"], 2, "{body}"); // cool, forbid
-    assert_eq!(body["skipped"], 1, "{body}"); // suspended
-    assert_eq!(body["dryRun"], 1, "{body}");
+    let first = karo.notify_ok(&send("2026-05-01T00:00:00Z", "i1")).await;
+    assert_eq!(first["matched"], 4);
+    assert_eq!(first["created"], 2, "{first}"); // the Runs of cool and forbid
+    assert_eq!(first["skipped"], 1, "{first}"); // suspended: no Run
+    assert_eq!(first["dryRun"], 1, "{first}"); // no Run either
+    let (cool_1, forbid_1) = (run_of(&first, "cool"), run_of(&first, "forbid"));
+    assert_eq!(s.runs().await.len(), 2);
     s.wait_jobs(2).await;
+    s.wait_run_phase(&cool_1, RunPhase::Running).await;
+    s.wait_run_phase(&forbid_1, RunPhase::Running).await;
     s.wait_event("Skipped", "suspended").await;
     s.wait_event("Skipped", "Dry run").await;
 
-    // Same alert, new occurrence: cooldown skips; the first forbid Job is still active.
+    // Same alert, new occurrence: each gated reaction gets its Run, which the runner
+    // skips: cooldown for cool, and the first forbid Run still runs (its Job is active).
     let body = karo.notify_ok(&send("2026-05-01T00:10:00Z", "i1")).await;
-    assert_eq!(body["created"], 0, "{body}");
-    assert_eq!(body["skipped"], 3, "{body}");
+    assert_eq!(body["created"], 2, "{body}");
+    assert_eq!(body["skipped"], 1, "{body}"); // suspended
+    assert_skipped(&s, &run_of(&body, "cool"), "Cooldown").await;
+    assert_skipped(&s, &run_of(&body, "forbid"), "Concurrency").await;
     s.wait_event("Skipped", "cooldown").await;
     s.wait_event("Skipped", "concurrency").await;
     // A different alert (fingerprint) is not in cooldown; forbid still blocks.
-    let (_, body) = karo.notify(&send("2026-05-01T00:10:00Z", "i2")).await;
-    assert_eq!(body["created"], 1, "{body}");
-    // Once the forbid Job completes, a new one may start.
+    let body = karo.notify_ok(&send("2026-05-01T00:10:00Z", "i2")).await;
+    assert_eq!(body["created"], 2, "{body}");
+    s.wait_run_phase(&run_of(&body, "cool"), RunPhase::Running)
+        .await;
+    assert_skipped(&s, &run_of(&body, "forbid"), "Concurrency").await;
+    s.wait_jobs(3).await;
+    assert_eq!(s.jobs_of("forbid").await.len(), 1);
+
+    // Once the forbid Job completes, its Run succeeds and a new one may start.
     let jobs_api: Api<Job> = Api::namespaced(s.cp().client().await, &s.ns);
     for job in s.jobs_of("forbid").await {
         let name = job.metadata.name.clone().expect("name");
@@ -84,10 +106,44 @@ async fn suspend_dry_run_cooldown_and_forbid() {
             .await
             .expect("complete job");
     }
-    let (_, body) = karo.notify(&send("2026-05-01T00:20:00Z", "i3")).await;
+    s.wait_run_phase(&forbid_1, RunPhase::Succeeded).await;
+    let body = karo.notify_ok(&send("2026-05-01T00:20:00Z", "i3")).await;
     assert_eq!(body["created"], 2, "{body}"); // cool (new fingerprint) and forbid
+    s.wait_run_phase(&run_of(&body, "cool"), RunPhase::Running)
+        .await;
+    s.wait_run_phase(&run_of(&body, "forbid"), RunPhase::Running)
+        .await;
     s.wait_jobs(5).await;
-    // The repeated first occurrence is a duplicate, not a new run.
-    let (_, body) = karo.notify(&send("2026-05-01T00:00:00Z", "i1")).await;
+    assert_eq!(s.runs().await.len(), 8);
+
+    // The repeated first occurrence is a duplicate, not a new run: the same Runs.
+    let body = karo.notify_ok(&send("2026-05-01T00:00:00Z", "i1")).await;
     assert_eq!(body["deduplicated"], 2, "{body}");
+    assert_eq!(body["created"], 0, "{body}");
+    assert_eq!(body["runs"], first["runs"], "{body}");
+    assert_eq!(s.runs().await.len(), 8);
+    assert_eq!(s.jobs().await.len(), 5);
+}
+
+/// The name of the Run of `reaction` that a webhook answer reports.
+fn run_of(body: &Value, reaction: &str) -> String {
+    let runs: Vec<&str> = body["runs"]
+        .as_array()
+        .expect("runs in the answer")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|r| r.strip_prefix(reaction).is_some_and(|h| h.starts_with('-')))
+        .collect();
+    assert_eq!(runs.len(), 1, "one Run of {reaction}: {body}");
+    runs[0].to_string()
+}
+
+/// Waits until the Run `name` is Skipped, and checks its reason and that it created
+/// no Job.
+async fn assert_skipped(s: &Scenario, name: &str, reason: &str) {
+    let run = s.wait_run_phase(name, RunPhase::Skipped).await;
+    let status = run.status.expect("status");
+    assert_eq!(status.reason.as_deref(), Some(reason), "{status:?}");
+    assert!(status.jobs.is_empty(), "{status:?}");
+    assert!(status.start_time.is_none(), "{status:?}");
 }
