@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::support::files::{documents, read, repo_path, stderr, stdout};
 use crate::support::karo_lib::PLACEHOLDER_UID;
 use crate::support::karo_process::karo_command as karo;
-use crate::support::scenario::Scenario;
+use crate::support::scenario::{assert_owned_by, owner, Scenario};
 
 /// Stands in for a missing `startsAt`, so that every golden is reproducible.
 const RECEIVED_AT: &str = "2026-11-20T12:00:00Z";
@@ -154,19 +154,56 @@ fn render_explains_matches_and_misses() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names[0].starts_with("plain-echo-"), "{names:?}");
-    // dryRun: rendered and printed; the file's namespace and UID are used.
+    // dryRun: rendered and printed; the file's namespace is used.
     assert!(names[1].starts_with("rehearsal-echo-"), "{names:?}");
     assert_eq!(jobs[1]["metadata"]["namespace"], "staging");
-    assert_eq!(
-        jobs[1]["metadata"]["ownerReferences"][0]["uid"],
-        "6f1c1d2e-0000-4000-8000-000000000001"
-    );
-    // Without a UID in the file: the documented placeholder.
-    assert_eq!(
-        jobs[0]["metadata"]["ownerReferences"][0]["uid"],
-        PLACEHOLDER_UID
-    );
     assert_eq!(jobs[0]["metadata"]["namespace"], "default");
+    // Each Job is owned by its Run, whose UID only the API server gives: the
+    // documented placeholder.
+    for job in &jobs {
+        let owner = &job["metadata"]["ownerReferences"];
+        assert_eq!(owner.as_array().map(Vec::len), Some(1), "{job}");
+        assert_eq!(owner[0]["kind"], "AlertReactionRun", "{job}");
+        assert_eq!(owner[0]["uid"], PLACEHOLDER_UID, "{job}");
+        assert_eq!(owner[0]["controller"], true, "{job}");
+        assert_eq!(
+            owner[0]["name"], job["metadata"]["labels"]["karo.io/run"],
+            "{job}"
+        );
+    }
+    let plain = format!(
+        "default/plain: matched: Job {} of Run {}",
+        names[0],
+        jobs[0]["metadata"]["ownerReferences"][0]["name"]
+            .as_str()
+            .unwrap_or("?")
+    );
+    assert!(err.contains(&plain), "{plain:?} not in:\n{err}");
+    // The file's UID is used: the Job and Run names hash it, so without it they differ.
+    let without_uid = tempfile::tempdir().expect("temp dir");
+    let manifest = without_uid.path().join("behaviours.yaml");
+    let text = read(repo_path("tests/fixtures/cli/render/behaviours.yaml"));
+    assert!(text.contains("uid: 6f1c1d2e-0000-4000-8000-000000000001"));
+    std::fs::write(
+        &manifest,
+        text.replace("  uid: 6f1c1d2e-0000-4000-8000-000000000001\n", ""),
+    )
+    .expect("writing the manifest");
+    let out = render(
+        &[manifest.to_str().expect("utf-8 path")],
+        "tests/fixtures/cli/render/payload.json",
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let placeholder_jobs = documents(&stdout(&out));
+    assert_eq!(placeholder_jobs[0], jobs[0], "plain has no UID either way");
+    for field in ["/metadata/name", "/metadata/ownerReferences/0/name"] {
+        assert_ne!(
+            placeholder_jobs[1].pointer(field),
+            jobs[1].pointer(field),
+            "{field} of rehearsal"
+        );
+    }
     for needle in [
         "default/suspended: matched: Job suspended-echo-",
         "the reaction is suspended",
@@ -464,10 +501,27 @@ async fn render_builds_the_jobs_the_daemon_creates() {
         total += rendered.len();
         for job in rendered {
             let job_name = job.metadata.name.clone().expect("a name");
-            let created = jobs_api
-                .get(&job_name)
-                .await
-                .unwrap_or_else(|e| panic!("the daemon created no Job {job_name}: {e}"));
+            assert!(
+                summary["jobs"]
+                    .as_array()
+                    .is_some_and(|j| j.contains(&job_name.as_str().into())),
+                "{job_name} not in {summary}"
+            );
+            // The runner creates it, after the answer.
+            let created = s.wait_job(&job_name).await;
+            // Owned by the same Run: the daemon's with the UID the API server gave
+            // it, the rendered one with the placeholder.
+            let run = s.run(&owner(&created).name).await;
+            assert_owned_by(&created, &run);
+            assert_eq!(owner(&job).name, owner(&created).name, "{job_name}");
+            assert_eq!(owner(&job).uid, PLACEHOLDER_UID, "{job_name}");
+            assert!(
+                summary["runs"]
+                    .as_array()
+                    .is_some_and(|r| r.contains(&owner(&job).name.as_str().into())),
+                "{} not in {summary}",
+                owner(&job).name
+            );
             // Let the API server default the rendered Job the same way (dry run,
             // under another name, since this one exists).
             let mut candidate = job.clone();
@@ -482,6 +536,9 @@ async fn render_builds_the_jobs_the_daemon_creates() {
                 .await
                 .unwrap_or_else(|e| panic!("dry run of the rendered {job_name}: {e}"));
             defaulted.metadata.name = job.metadata.name.clone();
+            for o in defaulted.metadata.owner_references.iter_mut().flatten() {
+                o.uid = run.metadata.uid.clone().expect("the Run's UID");
+            }
             assert_eq!(
                 comparable(&defaulted),
                 comparable(&created),
