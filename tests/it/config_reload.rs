@@ -125,13 +125,15 @@ async fn configmap_updates_take_effect_without_restart() {
 
     let body = fire(&karo, 1).await;
     assert_eq!(body["created"], 1, "{body}");
+    s.wait_job(created_job(&body)).await;
 
-    // dryRun: the next alert creates nothing.
+    // dryRun: the next alert creates nothing, not even a Run.
     cm.update(&[("config.yaml", &format!("{base}dryRun: true\n"))]);
     wait_reloads(&karo, "success", 1.0).await;
     let body = fire(&karo, 2).await;
     assert_eq!(body["created"], 0, "{body}");
     assert_eq!(body["dryRun"], 1, "{body}");
+    assert_eq!(s.runs().await.len(), 1);
     assert_eq!(s.jobs().await.len(), 1);
 
     // A new ttlSecondsAfterFinished appears on the next Job.
@@ -142,7 +144,7 @@ async fn configmap_updates_take_effect_without_restart() {
     wait_reloads(&karo, "success", 2.0).await;
     let body = fire(&karo, 3).await;
     assert_eq!(body["created"], 1, "{body}");
-    assert_eq!(ttl(&s.job(created_job(&body)).await), Some(42));
+    assert_eq!(ttl(&s.wait_job(created_job(&body)).await), Some(42));
 
     // A new Job template file, shipped in the same ConfigMap, is used for the next Job.
     let skeleton = DEFAULT_SKELETON.replace(
@@ -161,7 +163,7 @@ async fn configmap_updates_take_effect_without_restart() {
     wait_reloads(&karo, "success", 3.0).await;
     let body = fire(&karo, 4).await;
     assert_eq!(body["created"], 1, "{body}");
-    let job = s.job(created_job(&body)).await;
+    let job = s.wait_job(created_job(&body)).await;
     assert_eq!(
         job.metadata
             .labels
@@ -198,7 +200,7 @@ async fn broken_updates_are_refused_and_the_running_config_stays() {
         let body = fire(&karo, 10 + i as u32).await;
         assert_eq!(body["created"], 1, "after {content:?}: {body}");
     }
-    for job in s.jobs().await {
+    for job in s.wait_jobs(broken.len()).await {
         assert_eq!(ttl(&job), Some(77));
     }
     let log = karo.log_text();
@@ -209,7 +211,7 @@ async fn broken_updates_are_refused_and_the_running_config_stays() {
     wait_reloads(&karo, "success", 1.0).await;
     assert_eq!(karo.metric(LAST_RELOAD_SUCCESSFUL).await, 1.0);
     let body = fire(&karo, 30).await;
-    assert_eq!(ttl(&s.job(created_job(&body)).await), Some(78));
+    assert_eq!(ttl(&s.wait_job(created_job(&body)).await), Some(78));
 }
 
 #[tokio::test]
@@ -264,8 +266,10 @@ async fn sighup_and_http_reload_and_restart_only_settings() {
     let body = fire(&karo, 2).await;
     assert_eq!(body["created"], 1, "{body}");
     let name = created_job(&body);
-    // At warn, the creation is not logged at info level.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // At warn, neither the Run nor the Job creation is logged at info level (the
+    // runner counts the trigger, the dry run's and this one, after it would log).
+    s.wait_job(name).await;
+    s.wait_trigger_count("live", 2).await;
     assert!(
         !karo.log_text().contains(name),
         "info lines are off at warn"

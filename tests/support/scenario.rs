@@ -214,15 +214,6 @@ impl Scenario {
             .await
     }
 
-    /// The Job named `name`, which must exist.
-    pub async fn job(&self, name: &str) -> Job {
-        self.jobs()
-            .await
-            .into_iter()
-            .find(|j| j.metadata.name.as_deref() == Some(name))
-            .unwrap_or_else(|| panic!("no Job {name}"))
-    }
-
     /// Waits until exactly `n` Jobs exist (never returns early with more).
     pub async fn wait_jobs(&self, n: usize) -> Vec<Job> {
         wait_for(SOON, || async move {
@@ -251,7 +242,11 @@ impl Scenario {
     pub async fn wait_jobs_of(&self, reaction: &str, n: usize) -> Vec<Job> {
         wait_for(SOON, || async move {
             let j = self.jobs_of(reaction).await;
-            assert!(j.len() <= n, "expected {n} Jobs of {reaction}, found {}", j.len());
+            assert!(
+                j.len() <= n,
+                "expected {n} Jobs of {reaction}, found {}",
+                j.len()
+            );
             (j.len() == n).then_some(j)
         })
         .await
@@ -368,15 +363,27 @@ pub fn assert_owned_by(job: &Job, run: &AlertReactionRun) {
     let job_name = job.metadata.name.as_deref().unwrap_or("?");
     assert_eq!(o.kind, "AlertReactionRun", "owner of {job_name}");
     assert_eq!(o.api_version, "karo.io/v1alpha1", "owner of {job_name}");
-    assert_eq!(Some(&o.name), run.metadata.name.as_ref(), "owner of {job_name}");
-    assert_eq!(Some(&o.uid), run.metadata.uid.as_ref(), "owner of {job_name}");
+    assert_eq!(
+        Some(&o.name),
+        run.metadata.name.as_ref(),
+        "owner of {job_name}"
+    );
+    assert_eq!(
+        Some(&o.uid),
+        run.metadata.uid.as_ref(),
+        "owner of {job_name}"
+    );
     assert_eq!(o.controller, Some(true), "owner of {job_name}");
     let label = job
         .metadata
         .labels
         .as_ref()
         .and_then(|l| l.get("karo.io/run"));
-    assert_eq!(label, run.metadata.name.as_ref(), "label karo.io/run of {job_name}");
+    assert_eq!(
+        label,
+        run.metadata.name.as_ref(),
+        "label karo.io/run of {job_name}"
+    );
 }
 
 /// The first container of a Job's pod.
