@@ -1,6 +1,6 @@
 //! The webhook endpoint itself: bodies it cannot take get a 4xx and create nothing (bad
 //! JSON, wrong content type, too large, wrong method); a notification of 1000 alerts is
-//! answered with every Job; SIGTERM stops Karo cleanly.
+//! answered with every Run, and gets every Job; SIGTERM stops Karo cleanly.
 
 use std::time::Duration;
 
@@ -95,9 +95,9 @@ async fn bad_bodies_get_4xx_and_create_nothing() {
     // Still serving, and nothing was created by any of it.
     let (code, body) = karo.post("application/json", test_alert).await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["created"], 1);
-    let jobs = s.wait_jobs(1).await;
-    assert_eq!(jobs.len(), 1);
+    assert_eq!(body["created"], 1, "{body}");
+    assert_eq!(s.runs().await.len(), 1);
+    s.wait_jobs(1).await;
 }
 
 /// Sends raw bytes to `addr` and returns the status code and head of the response.
@@ -141,12 +141,26 @@ async fn a_notification_of_1000_alerts_is_answered_with_every_job() {
     eprintln!("1000 alerts answered in {:?}", started.elapsed());
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["created"], 1000);
-    assert_eq!(s.jobs().await.len(), 1000);
+    // Answered once every occurrence has its Run; the runner creates the Jobs.
+    assert_eq!(s.runs().await.len(), 1000);
+    s.wait_jobs(1000).await;
     s.wait_trigger_count("bulk", 1000).await;
-    // The same notification again: all deduplicated.
-    let body = karo.notify_ok(&n).await;
-    assert_eq!(body["deduplicated"], 1000);
-    assert_eq!(body["created"], 0);
+    // The same notification again: all deduplicated, onto the same Runs.
+    let again = karo.notify_ok(&n).await;
+    assert_eq!(again["deduplicated"], 1000);
+    assert_eq!(again["created"], 0);
+    let names = |b: &Value| -> std::collections::BTreeSet<String> {
+        b["runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(names(&again), names(&body));
+    assert_eq!(names(&body).len(), 1000);
+    assert_eq!(s.runs().await.len(), 1000);
+    assert_eq!(s.jobs().await.len(), 1000);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{reaction, strings};
 use crate::support::karo_lib::AlertReaction;
-use crate::support::scenario::{first_container, pod_spec, Scenario};
+use crate::support::scenario::{assert_owned_by, first_container, owner, pod_spec, Scenario};
 use crate::support::webhook::{alert, bare_alert, firing, notification};
 
 #[tokio::test]
@@ -52,10 +52,23 @@ spec:
             "2026-03-01T00:00:00Z",
         )]);
         let body = karo.notify_ok(&n).await;
-        assert_eq!(body["created"], 2, "payload {payload:?}: {body}");
+        // One Run for the occurrence, with the action's Job and the jobTemplate's.
+        assert_eq!(body["created"], 1, "payload {payload:?}: {body}");
+        assert_eq!(
+            body["jobs"].as_array().map(Vec::len),
+            Some(2),
+            "payload {payload:?}: {body}"
+        );
     }
     let jobs = s.wait_jobs(10).await;
+    let runs = s.runs().await;
+    assert_eq!(runs.len(), 5);
     for job in &jobs {
+        let run = runs
+            .iter()
+            .find(|r| r.metadata.name.as_ref() == Some(&owner(job).name))
+            .expect("the Job's Run");
+        assert_owned_by(job, run);
         let labels = job.metadata.labels.as_ref().expect("labels");
         let i: usize = serde_json::from_str::<Value>(
             &job.metadata.annotations.as_ref().expect("ann")["karo.io/alert-labels"],
@@ -170,8 +183,7 @@ async fn seed_and_legacy_examples_produce_expected_jobs() {
         .notify_ok(&bare_alert(json!({"alertname": "HighCPUUsage"})))
         .await;
     assert_eq!(body["created"], 1, "{body}");
-    let seed_jobs = s.jobs_of("high-cpu-reaction").await;
-    assert_eq!(seed_jobs.len(), 1);
+    let seed_jobs = s.wait_jobs_of("high-cpu-reaction", 1).await;
     let c = first_container(&seed_jobs[0]);
     assert_eq!(c.name, "cpu-investigation");
     assert_eq!(c.image.as_deref(), Some("busybox:1.35"));
@@ -184,14 +196,20 @@ async fn seed_and_legacy_examples_produce_expected_jobs() {
         serde_json::from_str(include_str!("../../fixtures/legacy-alert.json"))
             .expect("alert fixture");
     let body = karo.notify_ok(&notification(vec![fixture_alert])).await;
+    // One Run for the alert, with a Job for each action.
+    assert_eq!(body["created"], 1, "{body}");
     assert_eq!(
-        body["created"].as_u64(),
-        Some(legacy.spec.actions.len() as u64),
+        body["jobs"].as_array().map(Vec::len),
+        Some(legacy.spec.actions.len()),
         "{body}"
     );
-    let legacy_jobs = s.jobs_of(&legacy_name).await;
-    assert_eq!(legacy_jobs.len(), legacy.spec.actions.len());
+    let legacy_jobs = s
+        .wait_jobs_of(&legacy_name, legacy.spec.actions.len())
+        .await;
+    let legacy_runs = s.runs_of(&legacy_name).await;
+    assert_eq!(legacy_runs.len(), 1);
     for job in &legacy_jobs {
+        assert_owned_by(job, &legacy_runs[0]);
         let action_name = &job.metadata.labels.as_ref().expect("labels")["karo.io/action"];
         let action = legacy
             .spec
