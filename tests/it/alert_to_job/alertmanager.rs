@@ -1,7 +1,8 @@
-//! Notifications a real Alertmanager delivers: the Job they create, rendered from the
-//! alert and owned by its reaction; repeated notifications of one occurrence create one
-//! Job and a new occurrence another; two Karo replicas create each Job once; a Job that
-//! an API server outage prevents is created once Alertmanager retries.
+//! Notifications a real Alertmanager delivers: the Run of the occurrence, owned by its
+//! reaction, and the Job it creates, rendered from the alert and owned by the Run;
+//! repeated notifications of one occurrence find its Run (one Job) and a new occurrence
+//! gets another; two Karo replicas create each Run and Job once; a Run that an API
+//! server outage prevents is created once Alertmanager retries.
 
 use std::time::Duration;
 
@@ -9,8 +10,13 @@ use serde_json::{json, Value};
 
 use super::strings;
 use crate::support::alertmanager::{Alertmanager, AlertmanagerConfig};
-use crate::support::scenario::{first_container, pod_spec, Scenario, ScenarioBuilder};
+use crate::support::karo_lib::{JobPhase, RunPhase};
+use crate::support::ready::wait_until;
+use crate::support::scenario::{
+    assert_owned_by, first_container, owner, pod_spec, Scenario, ScenarioBuilder,
+};
 use crate::support::webhook::{alert, notification, post_json};
+use crate::support::SOON;
 
 const ECHO_REACTION: &str = r#"
 apiVersion: karo.io/v1alpha1
@@ -84,11 +90,50 @@ async fn alertmanager_delivery_creates_rendered_job() {
     let name = job.metadata.name.as_deref().expect("name");
     assert!(name.starts_with("disk-cleanup-clean-"), "{name}");
     assert!(name.len() <= 63);
-    let owner = &job.metadata.owner_references.as_ref().expect("owner")[0];
-    assert_eq!(owner.kind, "AlertReaction");
-    assert_eq!(owner.name, "disk-cleanup");
-    assert_eq!(Some(owner.uid.as_str()), uid.as_deref());
-    assert_eq!(owner.controller, Some(true));
+    // The occurrence's Run owns the Job; the reaction owns the Run.
+    let runs = s.runs().await;
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_owned_by(job, run);
+    let run_name = run.metadata.name.as_deref().expect("name");
+    assert!(run_name.starts_with("disk-cleanup-"), "{run_name}");
+    let run_owner = &run.metadata.owner_references.as_ref().expect("owner")[0];
+    assert_eq!(run_owner.kind, "AlertReaction");
+    assert_eq!(run_owner.name, "disk-cleanup");
+    assert_eq!(Some(&run_owner.uid), uid.as_ref());
+    assert_eq!(run_owner.controller, Some(true));
+    assert_eq!(run.spec.reaction.name, "disk-cleanup");
+    assert_eq!(Some(&run.spec.reaction.uid), uid.as_ref());
+    assert_eq!(run.spec.alert.labels["mountpoint"], "/var");
+    assert_eq!(run.spec.alert.annotations["summary"], "disk 97% full");
+    assert_eq!(run.spec.notification.receiver, "karo");
+    assert_eq!(run.spec.actions.len(), 1);
+    assert_eq!(run.spec.actions[0].name, "clean");
+    assert_eq!(run.spec.actions[0].job_name, name);
+    let run_labels = run.metadata.labels.as_ref().expect("labels");
+    for k in [
+        "app.kubernetes.io/managed-by",
+        "karo.io/reaction",
+        "karo.io/alertname",
+        "karo.io/fingerprint",
+    ] {
+        assert_eq!(
+            run_labels.get(k),
+            job.metadata.labels.as_ref().expect("labels").get(k),
+            "label {k}"
+        );
+    }
+    assert!(run_labels.contains_key("karo.io/occurrence"));
+    let status = s
+        .wait_run_phase(run_name, RunPhase::Running)
+        .await
+        .status
+        .expect("status");
+    assert!(status.start_time.is_some());
+    assert_eq!(status.jobs.len(), 1);
+    assert_eq!(status.jobs[0].name, name);
+    assert_eq!(status.jobs[0].action, "clean");
+    assert_eq!(status.jobs[0].phase, JobPhase::Running);
 
     let labels = job.metadata.labels.as_ref().expect("labels");
     for (k, v) in [
@@ -146,14 +191,24 @@ async fn repeated_notifications_create_one_job_and_a_new_occurrence_another() {
     let labels = disk_full("page", "db-1", "/data");
     am.fire(&labels, &[("summary", "full")]).await;
     s.wait_jobs(1).await;
+    let run = s.wait_runs(1).await.remove(0);
+    let run_name = run.metadata.name.clone().expect("name");
     // Several more deliveries of the same occurrence arrive (Alertmanager kept
     // repeating)…
     karo.wait_metric("webhook_requests_total{code=\"200\"}", |v| v >= 4.0)
         .await;
     assert!(karo.metric("karo_jobs_deduplicated_total").await >= 3.0);
-    // …and still exactly one Job.
+    // …and still exactly one Run and one Job; the Run says it was seen again.
+    assert_eq!(s.runs().await.len(), 1);
     assert_eq!(s.jobs().await.len(), 1);
     s.wait_event("Deduplicated", "repeated delivery").await;
+    s.wait_event("Deduplicated", &run_name).await;
+    wait_until(SOON, || async {
+        let status = s.run(&run_name).await.status;
+        status.is_some_and(|st| st.last_seen.is_some())
+    })
+    .await
+    .expect("the Run records its repeated delivery (lastSeen)");
     s.wait_trigger_count("disk-cleanup", 1).await;
 
     // Resolved: nothing (triggerOn defaults to firing). Fired again: a new occurrence.
@@ -162,11 +217,20 @@ async fn repeated_notifications_create_one_job_and_a_new_occurrence_another() {
         v >= 1.0
     })
     .await;
+    // The firing Run records that its alert resolved.
+    wait_until(SOON, || async {
+        let status = s.run(&run_name).await.status;
+        status.is_some_and(|st| st.resolved_at.is_some())
+    })
+    .await
+    .expect("the Run records the resolution (resolvedAt)");
+    assert_eq!(s.runs().await.len(), 1);
     assert_eq!(s.jobs().await.len(), 1);
     let later = jiff::Timestamp::now().to_string();
     am.fire_starting(&later, &labels, &[("summary", "full again")])
         .await;
     s.wait_jobs(2).await;
+    s.wait_runs(2).await;
     s.wait_trigger_count("disk-cleanup", 2).await;
 }
 
@@ -207,10 +271,26 @@ async fn two_karo_replicas_create_each_job_once() {
     for p in posts {
         assert_eq!(p.await.expect("post"), 200);
     }
-    s.wait_jobs(10).await;
+    let jobs = s.wait_jobs(10).await;
     s.wait_trigger_count("disk-cleanup", 10).await;
+    // One Run per occurrence, each owning its one Job.
+    let runs = s.runs().await;
+    assert_eq!(runs.len(), 10);
+    for job in &jobs {
+        let run = runs
+            .iter()
+            .find(|r| r.metadata.name.as_ref() == Some(&owner(job).name))
+            .expect("the Job's Run");
+        assert_owned_by(job, run);
+    }
+    // One replica follows the Runs.
+    assert_eq!(
+        a.metric("karo_leader").await + b.metric("karo_leader").await,
+        1.0
+    );
     // Nothing more arrives later.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.runs().await.len(), 10);
     assert_eq!(s.jobs().await.len(), 10);
     assert_eq!(
         s.reaction("disk-cleanup")
@@ -233,7 +313,7 @@ async fn api_server_outage_is_retried_by_alertmanager_and_creates_the_job_once()
         &[("summary", "during the outage")],
     )
     .await;
-    // Karo cannot create the Job and says so with a 5xx, which Alertmanager retries.
+    // Karo cannot create the Run and says so with a 5xx, which Alertmanager retries.
     karo.wait_metric("webhook_requests_total{code=\"500\"}", |v| v >= 1.0)
         .await;
 
@@ -246,6 +326,10 @@ async fn api_server_outage_is_retried_by_alertmanager_and_creates_the_job_once()
     // Alertmanager's retry succeeded.
     karo.wait_metric("webhook_requests_total{code=\"200\"}", |v| v >= 1.0)
         .await;
+    let runs = s.runs().await;
+    assert_eq!(runs.len(), 1);
+    assert_owned_by(&jobs[0], &runs[0]);
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.runs().await.len(), 1);
     assert_eq!(s.jobs().await.len(), 1);
 }

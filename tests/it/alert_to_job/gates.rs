@@ -120,9 +120,21 @@ async fn suspend_dry_run_cooldown_and_forbid() {
     let body = karo.notify_ok(&send("2026-05-01T00:00:00Z", "i1")).await;
     assert_eq!(body["deduplicated"], 2, "{body}");
     assert_eq!(body["created"], 0, "{body}");
-    assert_eq!(body["runs"], first["runs"], "{body}");
+    assert_eq!(names(&body["runs"]), names(&first["runs"]), "{body}");
     assert_eq!(s.runs().await.len(), 8);
     assert_eq!(s.jobs().await.len(), 5);
+}
+
+/// The names in a list of the webhook's answer, sorted.
+fn names(list: &Value) -> Vec<String> {
+    let mut names: Vec<String> = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
 }
 
 /// The name of the Run of `reaction` that a webhook answer reports.
