@@ -1,13 +1,15 @@
 //! `karo render` and the daemon decide with the same plan: for the same reactions
 //! and the same notification, `karo render` prints the Jobs the daemon creates
-//! (and those a dry run renders), and says why the others are not created
-//! (suspended, `triggerOn`, a matcher), as the daemon's answer counts them.
+//! (and those a dry run renders), owned by the same Runs, and says why the others
+//! are not created (suspended, `triggerOn`, a matcher), as the daemon's answer counts
+//! them.
 
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
 use crate::support::files::{documents, stderr, stdout};
+use crate::support::karo_lib::PLACEHOLDER_UID;
 use crate::support::karo_process::karo_command as karo;
 use crate::support::process::TestDir;
 use crate::support::scenario::Scenario;
@@ -130,6 +132,39 @@ async fn karo_render_prints_what_the_daemon_does() {
         let containers = |j: &Value| j["spec"]["template"]["spec"]["containers"][0].clone();
         assert_eq!(containers(twin)["args"], containers(job)["args"]);
         assert_eq!(containers(twin)["image"], containers(job)["image"]);
+        // ... owned by the same Run (offline, with the placeholder for its UID).
+        let owner = |j: &Value| j["metadata"]["ownerReferences"][0].clone();
+        assert_eq!(owner(job)["kind"], "AlertReactionRun", "{job}");
+        assert_eq!(owner(twin)["name"], owner(job)["name"], "{log}");
+        assert_eq!(owner(twin)["uid"], PLACEHOLDER_UID);
+    }
+    // ... and those are the Runs the daemon created, and the Runs `karo render` named.
+    let runs = |names: Vec<&Value>| -> BTreeSet<String> {
+        names
+            .into_iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect()
+    };
+    let daemon_runs = runs(summary["runs"].as_array().expect("runs").iter().collect());
+    let owners = runs(
+        created_json
+            .iter()
+            .map(|j| &j["metadata"]["ownerReferences"][0]["name"])
+            .collect(),
+    );
+    assert_eq!(daemon_runs, owners, "{summary}");
+    let stored: BTreeSet<String> = s
+        .runs()
+        .await
+        .into_iter()
+        .filter_map(|r| r.metadata.name)
+        .collect();
+    assert_eq!(stored, daemon_runs);
+    for run in &daemon_runs {
+        assert!(
+            log.contains(&format!(" of Run {run}")),
+            "{run} not in:\n{log}"
+        );
     }
 
     // The same decisions: plain creates, dry runs, suspended is skipped, the
