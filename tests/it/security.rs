@@ -10,11 +10,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::alertmanager::{Alertmanager, AlertmanagerConfig};
 use crate::support::files::stdout;
+use crate::support::karo_lib::RunPhase;
 use crate::support::karo_process::KaroProcess;
 use crate::support::process::run_output;
+use crate::support::ready::wait_for;
 use crate::support::scenario::{Scenario, ScenarioBuilder};
 use crate::support::webhook::{alert, bare_alert, firing, notification};
-use crate::support::{bins, free_port, TestDir};
+use crate::support::{bins, free_port, TestDir, SOON};
 
 /// A scenario with the one reaction these tests fire, `secured`, and `config` for Karo.
 fn secured(prefix: &str, config: &str) -> ScenarioBuilder {
@@ -354,7 +356,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn hostile_payloads_keep_memory_bounded() {
-    let (_s, karo) = secured("hostile-payloads", "").start().await;
+    let (s, karo) = secured("hostile-payloads", "").start().await;
     let idle = peak_rss_kib(karo.pid());
 
     // 10 000 alerts (none matching): answered, nothing created.
@@ -383,12 +385,13 @@ async fn hostile_payloads_keep_memory_bounded() {
             "2026-09-01T00:00:00Z",
         )]))
         .await;
-    assert_eq!(
-        code,
-        200,
-        "{}",
-        body.to_string().chars().take(300).collect::<String>()
-    );
+    let head = body.to_string().chars().take(600).collect::<String>();
+    assert_eq!(code, 200, "{head}");
+    assert_eq!(body["created"], 1, "{head}");
+    let job = s.wait_jobs(1).await.remove(0);
+    for (k, v) in job.metadata.labels.as_ref().expect("labels") {
+        assert!(v.len() <= 63, "label {k} is {} bytes", v.len());
+    }
     // Invalid UTF-8.
     let mut bad = br#"{"alerts": [{"labels": {"alertname": "Secured", "n": ""#.to_vec();
     bad.extend([0xff, 0xfe, 0xc0]);
@@ -415,10 +418,42 @@ async fn an_alert_storm_is_cut_off_by_max_jobs_per_minute() {
         "2026-10-01T00:00:00Z",
     );
     let (code, body) = karo.notify(&storm).await;
-    // Skipping on purpose is not worth a retry: 200.
     assert_eq!(code, 200);
-    assert_eq!(body["created"], 50, "{}", body["created"]);
-    assert_eq!(body["skipped"], 450);
+    // Every occurrence gets its Run; the runner starts 50 of them and skips the rest.
+    assert_eq!(body["created"], 500, "{}", body["created"]);
+    assert_eq!(body["skipped"], 0);
+    let runs = wait_for(SOON, || async {
+        let runs = s.runs().await;
+        assert_eq!(runs.len(), 500);
+        runs.iter()
+            .all(|r| {
+                r.status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .is_some_and(|p| p != RunPhase::Pending)
+            })
+            .then_some(runs)
+    })
+    .await
+    .expect("every Run started or skipped");
+    let (running, skipped): (Vec<_>, Vec<_>) = runs
+        .iter()
+        .map(|r| r.status.clone().expect("status"))
+        .partition(|s| s.phase == Some(RunPhase::Running));
+    assert_eq!(running.len(), 50);
+    assert_eq!(skipped.len(), 450);
+    for status in &skipped {
+        assert_eq!(status.phase, Some(RunPhase::Skipped), "{status:?}");
+        assert_eq!(status.reason.as_deref(), Some("RateLimit"), "{status:?}");
+        assert!(
+            status
+                .message
+                .as_deref()
+                .unwrap_or("")
+                .contains("maxJobsPerMinute"),
+            "{status:?}"
+        );
+    }
     assert_eq!(s.jobs().await.len(), 50);
     assert_eq!(
         karo.metric("karo_jobs_skipped_total{reason=\"rate_limit\"}")
