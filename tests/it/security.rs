@@ -120,6 +120,7 @@ async fn basic_auth_as_in_the_seed_and_password_rotation() {
         assert_eq!(r.status().as_u16(), 200, "{path}");
     }
     assert_challenged(&karo, &[], "{}", "Basic").await;
+    assert_eq!(s.runs().await.len(), 1);
     assert_eq!(s.jobs().await.len(), 1);
 
     // The Secret changes: the new password works, the old one is refused, no restart.
@@ -133,6 +134,7 @@ async fn basic_auth_as_in_the_seed_and_password_rotation() {
     fire(&good, "4").await;
     // The old password is refused.
     karo.wait_metric(wrong_password, |v| v > failures).await;
+    assert_eq!(s.runs().await.len(), 2);
     assert_eq!(s.jobs().await.len(), 2);
 }
 
@@ -152,6 +154,7 @@ async fn bearer_token_from_credentials_file() {
         "Bearer",
     )
     .await;
+    assert_eq!(s.runs().await.len(), 1);
     assert_eq!(s.jobs().await.len(), 1);
 }
 
@@ -342,7 +345,9 @@ async fn a_slow_client_does_not_hold_the_server() {
     }
     let head = String::from_utf8_lossy(&got);
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
-    assert_eq!(s.jobs().await.len(), 1);
+    // Only the fast client's alert got its Run, and its Job.
+    assert_eq!(s.runs().await.len(), 1);
+    s.wait_jobs(1).await;
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
