@@ -15,6 +15,7 @@ mod crd;
 mod image;
 mod observability;
 mod properties;
+mod runs;
 mod security;
 
 #[path = "../support"]
@@ -40,6 +41,7 @@ mod support {
     pub mod karo_process;
     pub mod process;
     pub mod ready;
+    pub mod runs;
     pub mod scenario;
     pub mod webhook;
 
