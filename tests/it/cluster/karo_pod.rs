@@ -1,15 +1,20 @@
 //! The chart installed with Helm, Karo running as a pod from its own image with its
-//! ServiceAccount, a real Alertmanager delivering to Karo's Service, and the Job Karo
-//! creates running its pod to completion.
+//! ServiceAccount and both CRDs, a real Alertmanager delivering to Karo's Service, and
+//! the Job of the alert's Run running its pod to completion.
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 
-use super::{create_reaction, helm_install, karo_pod, restarts, service_url, succeeded_job};
+use super::{
+    create_reaction, helm_install, karo_pod, restarts, runs_of, service_url, succeeded_job,
+    wait_run_phase, POD_GUARD,
+};
 use crate::support::alertmanager::{Alertmanager, AlertmanagerConfig};
 use crate::support::cluster::{karo_image, Cluster};
+use crate::support::karo_lib::RunPhase;
 use crate::support::ready::wait_until;
 
 const REACTION: &str = r#"
@@ -31,6 +36,23 @@ async fn karo_in_a_pod_from_its_image_runs_the_job_of_an_alert() {
     let ns = cluster.namespace("karo-pod").await;
     let client = cluster.client().await;
     helm_install(cluster, &ns, &[]);
+
+    // The chart's crds/: both CRDs are there and served.
+    for crd in ["alertreactions.karo.io", "alertreactionruns.karo.io"] {
+        wait_until(POD_GUARD, || async {
+            Api::<CustomResourceDefinition>::all(client.clone())
+                .get(crd)
+                .await
+                .ok()
+                .and_then(|c| c.status?.conditions)
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CRD {crd} not established after helm install: {e}"));
+    }
 
     // Karo runs from its image, with the chart's security settings, and its
     // in-cluster configuration works: the watch syncs and /readyz passes.
@@ -69,6 +91,20 @@ async fn karo_in_a_pod_from_its_image_runs_the_job_of_an_alert() {
     let name = job.metadata.name.clone().expect("Job name");
     let job_logs = cluster.kubectl_ok(&["-n", &ns, "logs", &format!("job/{name}")]);
     assert_eq!(job_logs.trim(), "cleaning /var on node-7");
+
+    // It is the Job of the alert's Run, which owns it and recorded its success.
+    let runs = runs_of(&ns, "disk-cleanup").await;
+    assert_eq!(runs.len(), 1);
+    let run = runs[0].metadata.name.clone().expect("Run name");
+    let owner = &job.metadata.owner_references.as_ref().expect("an owner")[0];
+    assert_eq!(
+        (owner.kind.as_str(), &owner.name),
+        ("AlertReactionRun", &run)
+    );
+    let done = wait_run_phase(&ns, &run, RunPhase::Succeeded).await;
+    let status = done.status.expect("the Run's status");
+    assert_eq!(status.jobs.len(), 1);
+    assert_eq!(status.jobs[0].name, name);
 
     // Karo itself never restarted meanwhile.
     assert_eq!(restarts(&ns).await, 0);

@@ -1,13 +1,13 @@
 //! What Kubernetes does with Karo's Jobs: the TTL controller deletes a finished Job
-//! after `ttlSecondsAfterFinished`, and the garbage collector deletes the Jobs (and
-//! their pods) of a deleted AlertReaction, which owns them.
+//! after `ttlSecondsAfterFinished`, and the garbage collector deletes the Runs of a
+//! deleted AlertReaction, which owns them, and with them their Jobs and pods.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 
-use super::{create_reaction, karo_in_namespace, notify, succeeded_job, POD_GUARD};
+use super::{create_reaction, karo_in_namespace, notify, runs_of, succeeded_job, POD_GUARD};
 use crate::support::cluster::Cluster;
 use crate::support::karo_lib::AlertReaction;
 use crate::support::ready::{wait_for, wait_until};
@@ -86,17 +86,30 @@ async fn finished_jobs_expire_and_a_deleted_reaction_takes_its_jobs_along() {
     })
     .await
     .expect("the long Job's pod running");
+    let long_runs = runs_of(&ns, "long").await;
+    assert_eq!(long_runs.len(), 1);
+    let long_job = jobs.get(&long).await.expect("the long Job");
+    let owner = &long_job
+        .metadata
+        .owner_references
+        .as_ref()
+        .expect("an owner")[0];
+    assert_eq!(
+        (owner.kind.as_str(), Some(&owner.name)),
+        ("AlertReactionRun", long_runs[0].metadata.name.as_ref())
+    );
     Api::<AlertReaction>::namespaced(client.clone(), &ns)
         .delete("long", &DeleteParams::default())
         .await
         .expect("deleting the reaction");
     wait_until(POD_GUARD, || async {
-        matches!(jobs.get_opt(&long).await, Ok(None))
+        runs_of(&ns, "long").await.is_empty()
+            && matches!(jobs.get_opt(&long).await, Ok(None))
             && pods
                 .list(&ListParams::default().labels(&format!("job-name={long}")))
                 .await
                 .is_ok_and(|l| l.items.is_empty())
     })
     .await
-    .expect("the garbage collector deleted the Job and its pod");
+    .expect("the garbage collector deleted the Run, its Job and its pod");
 }

@@ -2,12 +2,14 @@
 //! ConfigMap, the kubelet updates the mounted volume, and Karo applies the new
 //! configuration without a restart (its reload metric and log say so).
 
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 
-use super::{create_reaction, helm, karo_in_namespace, karo_pod, notify, restarts, POD_GUARD};
+use super::{
+    create_reaction, helm, job_created, karo_in_namespace, karo_pod, notify, restarts, runs_of,
+    POD_GUARD,
+};
 use crate::support::cluster::Cluster;
 use crate::support::files::repo_path;
 use crate::support::ready::wait_for;
@@ -74,11 +76,9 @@ async fn helm_upgrade_reaches_karo_through_the_kubelet_without_a_restart() {
     upgrade(&ns, &url, "config.jobDefaults.ttlSecondsAfterFinished=77").await;
     let body = notify(&url, &alert("one")).await;
     assert_eq!(body["created"], 1, "{body}");
+    // The elected replica creates the Run's Job after the webhook answered.
     let name = body["jobs"][0].as_str().expect("a Job name").to_string();
-    let job = Api::<Job>::namespaced(client.clone(), &ns)
-        .get(&name)
-        .await
-        .expect("the Job");
+    let job = job_created(&ns, &name).await;
     assert_eq!(
         job.spec.and_then(|s| s.ttl_seconds_after_finished),
         Some(77)
@@ -92,6 +92,7 @@ async fn helm_upgrade_reaches_karo_through_the_kubelet_without_a_restart() {
         (json!(0), json!(1)),
         "{body}"
     );
+    assert_eq!(runs_of(&ns, "live").await.len(), 1, "no Run for a dry run");
 
     // The same pod all along, never restarted; its log tells of the reloads.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);

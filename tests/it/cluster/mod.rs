@@ -7,27 +7,30 @@
 //! - `remediation`: a Job that restarts a Deployment with `kubectl rollout restart`;
 //! - `lifecycle`: the Job TTL, and the garbage collector after a reaction is deleted;
 //! - `live_config`: `helm upgrade` reaches Karo through the kubelet, without a restart;
-//! - `secrets_and_replicas`: a rotated password Secret, and two replicas behind the Service.
+//! - `secrets_and_replicas`: a rotated password Secret, and two replicas behind the Service;
+//! - `runs`: AlertReactionRuns follow real Jobs to their outcome, survive the Job's TTL,
+//!   and retry a Job the API server refuses for a passing reason.
 
 mod demo;
 mod karo_pod;
 mod lifecycle;
 mod live_config;
 mod remediation;
+mod runs;
 mod secrets_and_replicas;
 
 use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Event, Pod, Service};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::Value;
 
 use crate::support::bins;
 use crate::support::cluster::{karo_image, Cluster, TOOLS_IMAGE};
 use crate::support::files::{repo_path, succeeded};
-use crate::support::karo_lib::AlertReaction;
+use crate::support::karo_lib::{AlertReaction, AlertReactionRun, RunPhase};
 use crate::support::process::run_output;
 use crate::support::ready::{wait_for, wait_until};
 use crate::support::webhook::post_json;
@@ -207,10 +210,100 @@ async fn succeeded_job(namespace: &str, name_prefix: &str) -> Job {
     })
     .await
     .unwrap_or_else(|e| {
-        let state = cluster.kubectl(&["-n", namespace, "get", "jobs,pods", "-o", "wide"]);
         panic!(
             "no Job {name_prefix}* succeeded in {namespace}: {e}\n{}",
-            String::from_utf8_lossy(&state.stdout)
+            diagnostics(namespace)
         )
     })
+}
+
+/// For a failure message: the namespace's Runs, Jobs and pods, and what Karo's
+/// pods logged above INFO.
+fn diagnostics(namespace: &str) -> String {
+    let cluster = Cluster::get();
+    let state = cluster.kubectl(&["-n", namespace, "get", "arr,jobs,pods", "-o", "wide"]);
+    let logs = cluster.kubectl(&[
+        "-n",
+        namespace,
+        "logs",
+        "-l",
+        "app.kubernetes.io/name=karo",
+        "--tail=200",
+    ]);
+    let problems: Vec<String> = String::from_utf8_lossy(&logs.stdout)
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .map(str::to_string)
+        .collect();
+    format!(
+        "{}\nKaro's warnings and errors:\n{}",
+        String::from_utf8_lossy(&state.stdout),
+        problems.join("\n")
+    )
+}
+
+/// Waits until the Job `name` exists in the namespace (Karo creates a Run's Jobs
+/// after the webhook has answered); returns it.
+async fn job_created(namespace: &str, name: &str) -> Job {
+    let jobs: Api<Job> = Api::namespaced(Cluster::get().client().await, namespace);
+    wait_for(POD_GUARD, || {
+        let jobs = jobs.clone();
+        async move { jobs.get_opt(name).await.ok().flatten() }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no Job {namespace}/{name}: {e}"))
+}
+
+/// The Runs of the namespace's reaction `reaction` (label `karo.io/reaction`).
+async fn runs_of(namespace: &str, reaction: &str) -> Vec<AlertReactionRun> {
+    Api::<AlertReactionRun>::namespaced(Cluster::get().client().await, namespace)
+        .list(&ListParams::default().labels(&format!("karo.io/reaction={reaction}")))
+        .await
+        .expect("listing AlertReactionRuns")
+        .items
+}
+
+/// Waits until the Run `name` satisfies `check`; returns it. On the hang guard,
+/// panics with the Run's status and the namespace's Jobs and pods.
+async fn wait_run(
+    namespace: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&AlertReactionRun) -> bool,
+) -> AlertReactionRun {
+    let cluster = Cluster::get();
+    let api: Api<AlertReactionRun> = Api::namespaced(cluster.client().await, namespace);
+    let check = &check;
+    let waited = wait_for(POD_GUARD, || {
+        let api = api.clone();
+        async move { api.get(name).await.ok().filter(check) }
+    })
+    .await;
+    match waited {
+        Ok(run) => run,
+        Err(e) => {
+            let status = api.get_opt(name).await.map(|r| r.map(|r| r.status));
+            panic!(
+                "Run {namespace}/{name} never {what}: {e}; its status: {status:?}\n{}",
+                diagnostics(namespace)
+            )
+        }
+    }
+}
+
+/// Waits until the Run `name` has `status.phase` `phase`; returns it.
+async fn wait_run_phase(namespace: &str, name: &str, phase: RunPhase) -> AlertReactionRun {
+    wait_run(namespace, name, phase.as_str(), |r| {
+        r.status.as_ref().and_then(|s| s.phase) == Some(phase)
+    })
+    .await
+}
+
+/// The Events of the namespace about the object named `name`.
+async fn events_about(namespace: &str, name: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(Cluster::get().client().await, namespace)
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .expect("listing Events")
+        .items
 }

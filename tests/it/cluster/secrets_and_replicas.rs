@@ -5,7 +5,8 @@
 //!   mounted file, the new password is accepted and the old one refused, with no
 //!   restart.
 //! - `replicaCount: 2`: the same notification delivered several times through the
-//!   Service (kube-proxy spreads the connections) creates each Job once.
+//!   Service (kube-proxy spreads the connections) creates each Run once, and the
+//!   elected replica each Job once.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -16,9 +17,12 @@ use k8s_openapi::ByteString;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{json, Value};
 
-use super::{create_reaction, karo_in_namespace, pod_ready, restarts, POD_GUARD};
+use super::{
+    create_reaction, karo_in_namespace, pod_ready, restarts, runs_of, wait_run_phase, POD_GUARD,
+};
 use crate::support::cluster::Cluster;
-use crate::support::ready::wait_until;
+use crate::support::karo_lib::RunPhase;
+use crate::support::ready::{wait_for, wait_until};
 use crate::support::webhook::{firing, post_json};
 
 const REACTION: &str = r#"
@@ -109,20 +113,46 @@ async fn two_replicas_behind_the_service_create_each_job_once() {
     let hook = format!("{url}/webhook");
     let deliveries = (0..6).map(|_| post_json(&hook, &notification));
     let answers = futures::future::join_all(deliveries).await;
-    let mut created = 0;
+    let (mut created, mut deduplicated) = (0, 0);
     for (code, body) in &answers {
         assert_eq!(*code, 200, "{body}");
         created += body["created"].as_u64().unwrap_or(0);
+        deduplicated += body["deduplicated"].as_u64().unwrap_or(0);
     }
-    assert_eq!(created, 3, "{answers:?}");
+    // Each occurrence has one Run, whichever replica created it; the other
+    // deliveries found it.
+    assert_eq!((created, deduplicated), (3, 15), "{answers:?}");
+    assert_eq!(runs_of(&ns, "echo").await.len(), 3);
+
+    // The elected replica creates the Runs' Jobs: three, never more.
     let jobs: Api<Job> = Api::namespaced(Cluster::get().client().await, &ns);
-    let names: BTreeSet<String> = jobs
-        .list(&ListParams::default())
-        .await
-        .expect("Jobs")
-        .items
-        .into_iter()
-        .filter_map(|j| j.metadata.name)
-        .collect();
-    assert_eq!(names.len(), 3, "{names:?}");
+    let names: BTreeSet<String> = wait_for(POD_GUARD, || async {
+        let names: BTreeSet<String> = jobs
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter_map(|j| j.metadata.name)
+            .collect();
+        assert!(names.len() <= 3, "{names:?}");
+        (names.len() == 3).then_some(names)
+    })
+    .await
+    .expect("the three Jobs");
+    for run in runs_of(&ns, "echo").await {
+        let run_name = run.metadata.name.clone().expect("Run name");
+        let done = wait_run_phase(&ns, &run_name, RunPhase::Succeeded).await;
+        let status = done.status.expect("the Run's status");
+        assert_eq!(status.jobs.len(), 1);
+        assert!(names.contains(&status.jobs[0].name), "{names:?}");
+    }
+    assert_eq!(
+        jobs.list(&ListParams::default())
+            .await
+            .expect("Jobs")
+            .items
+            .len(),
+        3
+    );
 }
