@@ -18,8 +18,30 @@ use crate::core::plan::Gates;
 use crate::core::reaction::CompiledReaction;
 use crate::model::alert::{Alert, Notification};
 use crate::model::run::{
-    AlertReactionRun, AlertReactionRunSpec, JobPhase, RunAction, RunPhase, RunReaction,
+    AlertReactionRun, AlertReactionRunSpec, JobPhase, RunAction, RunAlert, RunNotification,
+    RunPhase, RunReaction,
 };
+
+/// The longest label or annotation value a Run's snapshot of the alert keeps.
+/// The Jobs are rendered from the whole alert before the Run is built; the
+/// snapshot is the record, and must leave room in the object for the Jobs.
+pub const SNAPSHOT_VALUE_LIMIT: usize = 4096;
+
+/// `value`, or its first `SNAPSHOT_VALUE_LIMIT` bytes and how much was cut.
+fn snapshot_value(value: &str) -> String {
+    if value.len() <= SNAPSHOT_VALUE_LIMIT {
+        return value.to_string();
+    }
+    let mut cut = SNAPSHOT_VALUE_LIMIT;
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}… ({} bytes in all, cut in this record)",
+        &value[..cut],
+        value.len()
+    )
+}
 
 /// The Run of one matched occurrence, with the Jobs it will create.
 pub fn build_run(
@@ -65,8 +87,34 @@ pub fn build_run(
                 uid: reaction.uid.clone(),
                 generation: reaction.generation,
             },
-            alert: alert.into(),
-            notification: notification.into(),
+            alert: {
+                let mut snapshot: RunAlert = alert.into();
+                // A missing label or annotation reads as empty anyway; some API
+                // servers refuse empty strings in custom resources.
+                snapshot.labels.retain(|_, v| !v.is_empty());
+                snapshot.annotations.retain(|_, v| !v.is_empty());
+                for v in snapshot
+                    .labels
+                    .values_mut()
+                    .chain(snapshot.annotations.values_mut())
+                {
+                    if v.len() > SNAPSHOT_VALUE_LIMIT {
+                        *v = snapshot_value(v);
+                    }
+                }
+                snapshot
+            },
+            notification: {
+                let mut n: RunNotification = notification.into();
+                for map in [
+                    &mut n.group_labels,
+                    &mut n.common_labels,
+                    &mut n.common_annotations,
+                ] {
+                    map.retain(|_, v| !v.is_empty());
+                }
+                n
+            },
             actions,
         },
         status: None,
@@ -443,6 +491,15 @@ mod tests {
                 ("unseen".to_string(), Expiry::Unseen),
             ]
         );
+    }
+
+    #[test]
+    fn snapshot_values_are_bounded() {
+        assert_eq!(snapshot_value("short"), "short");
+        let long = "é".repeat(5000);
+        let cut = snapshot_value(&long);
+        assert!(cut.len() < SNAPSHOT_VALUE_LIMIT + 64, "{}", cut.len());
+        assert!(cut.ends_with("(10000 bytes in all, cut in this record)"));
     }
 
     #[test]

@@ -305,7 +305,7 @@ impl Executor {
                     ),
                 );
                 if let Err(e) = self.refresh_seen(&api, &name, retention).await {
-                    debug!(run = %name, error = %e, "cannot record the repeated delivery on the Run");
+                    warn!(run = %name, error = %e, "cannot record the repeated delivery on the Run (lastSeen)");
                 }
                 Outcome::Deduplicated {
                     run: name,
@@ -347,7 +347,7 @@ impl Executor {
         name: &str,
         retention: std::time::Duration,
     ) -> Result<(), kube::Error> {
-        let current = api.get_status(name).await?;
+        let current = api.get(name).await?;
         let now = jiff::Timestamp::now();
         let refresh = jiff::SignedDuration::try_from(runs::seen_refresh(retention))
             .unwrap_or(jiff::SignedDuration::MAX);

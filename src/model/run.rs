@@ -68,8 +68,16 @@ pub struct RunAlert {
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
     pub starts_at: String,
+    /// Absent while the alert fires.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(schema_with = "plain_string")]
     pub ends_at: String,
-    #[serde(rename = "generatorURL")]
+    #[serde(
+        default,
+        rename = "generatorURL",
+        skip_serializing_if = "String::is_empty"
+    )]
+    #[schemars(schema_with = "plain_string")]
     pub generator_url: String,
     pub fingerprint: String,
 }
@@ -106,9 +114,18 @@ impl From<&RunAlert> for Alert {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunNotification {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(schema_with = "plain_string")]
     pub receiver: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(schema_with = "plain_string")]
     pub group_key: String,
-    #[serde(rename = "externalURL")]
+    #[serde(
+        default,
+        rename = "externalURL",
+        skip_serializing_if = "String::is_empty"
+    )]
+    #[schemars(schema_with = "plain_string")]
     pub external_url: String,
     #[serde(default)]
     pub group_labels: BTreeMap<String, String>,
@@ -142,6 +159,12 @@ pub struct RunAction {
     /// The Job to create (its owner, the Run, is added when it is created).
     #[schemars(schema_with = "preserve_unknown_object")]
     pub job: Value,
+}
+
+/// An optional string, left out when empty. Written without a `default`:
+/// kube-apiserver 1.20 reads an empty-string default as null and refuses the CRD.
+fn plain_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string" })
 }
 
 fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

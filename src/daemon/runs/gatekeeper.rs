@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::ListParams;
 use kube::runtime::reflector::Store;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 use crate::core::jobs::{self, LABEL_REACTION};
 use crate::core::plan::Gates;
@@ -63,32 +62,31 @@ impl Gatekeeper {
         reaction: &CompiledReaction,
         run: &AlertReactionRun,
         store: &Store<AlertReactionRun>,
-        jobs_api: &Api<Job>,
-    ) -> Result<Verdict, kube::Error> {
+        jobs: &Store<Job>,
+    ) -> Verdict {
         let gates = Gates::of(reaction);
         let name = run.name_any();
         let namespace = run.namespace().unwrap_or_default();
         let fingerprint = run.spec.alert.fingerprint.clone();
         let now = Timestamp::now();
         if !gates.any() {
-            return Ok(Verdict::Proceed);
+            return Verdict::Proceed;
         }
         let lock = self.lock_for(&reaction.uid);
         let _held = lock.lock().await;
         // Runs whose Jobs exist although their status does not say so yet (a
         // leader stopped between the two).
-        let selector = format!(
-            "{LABEL_REACTION}={}",
-            jobs::sanitize_label_value(&reaction.name)
-        );
-        let with_jobs: HashMap<String, Option<Timestamp>> = jobs_api
-            .list(&ListParams::default().labels(&selector))
-            .await?
-            .items
+        let reaction_label = jobs::sanitize_label_value(&reaction.name);
+        let with_jobs: HashMap<String, Option<Timestamp>> = jobs
+            .state()
             .into_iter()
+            .filter(|j| {
+                j.namespace().as_deref() == Some(namespace.as_str())
+                    && j.labels().get(LABEL_REACTION) == Some(&reaction_label)
+            })
             .filter_map(|j| {
                 let run = j.labels().get(LABEL_RUN)?.clone();
-                Some((run, j.metadata.creation_timestamp.map(|t| t.0)))
+                Some((run, j.metadata.creation_timestamp.as_ref().map(|t| t.0)))
             })
             .collect();
         let mut others: Vec<RunView> = Vec::new();
@@ -145,6 +143,6 @@ impl Gatekeeper {
                 started: (phase == RunPhase::Running).then_some(now),
             },
         );
-        Ok(verdict)
+        verdict
     }
 }

@@ -24,9 +24,8 @@ pub async fn sweep(
     snapshots: watch::Receiver<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
 ) {
-    if store.wait_until_ready().await.is_err() {
-        return;
-    }
+    // Not waiting for the store to be ready: until it is, it is empty and
+    // nothing is deleted.
     loop {
         let retention = {
             let config = &snapshots.borrow().config;

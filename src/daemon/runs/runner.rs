@@ -21,14 +21,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, LogParams, PostParams};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
-use kube::runtime::Controller;
+use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::{Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::core::jobs::{LABEL_MANAGED_BY, LABEL_OCCURRENCE};
+use crate::core::jobs::LABEL_MANAGED_BY;
 use crate::core::reaction::object_ref;
 use crate::core::run::{self, RunView, Verdict};
 use crate::core::snapshot::Snapshot;
@@ -68,9 +68,13 @@ pub struct Runner {
 
 /// One namespace's (or all namespaces') reconciler state for a leadership term.
 struct Ctx {
+    /// Run UID to when its Job creation may be tried again.
+    backoff: std::sync::Mutex<HashMap<String, std::time::Instant>>,
     runner: Arc<Runner>,
     gatekeeper: Arc<Gatekeeper>,
     store: Store<AlertReactionRun>,
+    /// Karo's Jobs, from a watch: a reconcile reads them without an API call.
+    jobs: Store<Job>,
 }
 
 /// Why a reconcile stopped early; the Run is looked at again with backoff.
@@ -125,16 +129,23 @@ impl Runner {
                 ),
                 None => (Api::all(self.client.clone()), Api::all(self.client.clone())),
             };
+            let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}=karo"));
+            let (job_store, job_writer) = reflector::store::<Job>();
+            tasks.push(tokio::spawn(
+                reflector(job_writer, watcher(jobs.clone(), managed.clone()))
+                    .default_backoff()
+                    .touched_objects()
+                    .for_each(|_| futures::future::ready(())),
+            ));
             let controller = Controller::new(runs, watcher::Config::default())
-                .owns(
-                    jobs,
-                    watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}=karo")),
-                )
+                .owns(jobs, managed)
                 .with_config(controller::Config::default().concurrency(CONCURRENCY));
             let ctx = Arc::new(Ctx {
+                backoff: Default::default(),
                 runner: self.clone(),
                 gatekeeper: gatekeeper.clone(),
                 store: controller.store(),
+                jobs: job_store,
             });
             tasks.push(tokio::spawn(retention::sweep(
                 self.client.clone(),
@@ -142,15 +153,20 @@ impl Runner {
                 self.snapshots.clone(),
                 self.metrics.clone(),
             )));
-            tasks.push(tokio::spawn(
+            tasks.push(tokio::spawn(async move {
+                // Decide nothing before the Jobs that exist are known.
+                if ctx.jobs.wait_until_ready().await.is_err() {
+                    return;
+                }
                 controller
                     .run(reconcile, error_policy, ctx)
                     .for_each(|result| async move {
                         if let Err(e) = result {
                             debug!(error = %e, "Run reconcile");
                         }
-                    }),
-            ));
+                    })
+                    .await
+            }));
         }
         // Aborted when the term ends: dropping the handles would leave them running.
         struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
@@ -163,6 +179,33 @@ impl Runner {
         }
         let mut guard = AbortOnDrop(tasks);
         futures::future::join_all(guard.0.iter_mut()).await;
+    }
+}
+
+impl Ctx {
+    fn backoff(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::time::Instant>> {
+        match self.backoff.lock() {
+            Ok(b) => b,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// How long the Run `uid` still waits before its next attempt, if at all.
+    fn backoff_left(&self, uid: &str) -> Option<Duration> {
+        let mut backoff = self.backoff();
+        let until = *backoff.get(uid)?;
+        let now = std::time::Instant::now();
+        if until > now {
+            Some(until - now)
+        } else {
+            backoff.remove(uid);
+            None
+        }
+    }
+
+    fn set_backoff(&self, uid: &str, wait: Duration) {
+        self.backoff()
+            .insert(uid.to_string(), std::time::Instant::now() + wait);
     }
 }
 
@@ -192,9 +235,17 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
     let name = run.name_any();
     let uid = run.uid().unwrap_or_default();
     let jobs_api: Api<Job> = Api::namespaced(runner.client.clone(), &ns);
-    let found = jobs_of(&jobs_api, &run).await?;
+    let found = jobs_of(&ctx.jobs, &run);
     let was_started = status.start_time.is_some();
-    if !was_started && found.is_empty() {
+    // A Run whose Job creation is being retried was admitted already; it waits
+    // out its backoff (its own status writes wake the controller early).
+    let retrying_since = status.attempts.unwrap_or(0) > 0;
+    if retrying_since {
+        if let Some(wait) = ctx.backoff_left(&uid) {
+            return Ok(Action::requeue(wait));
+        }
+    }
+    if !was_started && found.is_empty() && !retrying_since {
         let key = (ns.clone(), run.spec.reaction.name.clone());
         let reaction = match runner.index.get(&key) {
             Some(Entry::Ready(r)) if r.uid == run.spec.reaction.uid => r,
@@ -212,8 +263,8 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
         } else {
             match ctx
                 .gatekeeper
-                .decide(&reaction, &run, &ctx.store, &jobs_api)
-                .await?
+                .decide(&reaction, &run, &ctx.store, &ctx.jobs)
+                .await
             {
                 Verdict::Proceed => runner.take_budget(run.spec.actions.len()),
                 Verdict::Cooldown(why) => Some((SkipReason::Cooldown, why)),
@@ -226,27 +277,18 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
     }
 
     // Create the Jobs not created yet; follow the others.
-    let mut created_now: Vec<JobReference> = Vec::new();
     let mut jobs: Vec<RunJob> = Vec::new();
     for action in &run.spec.actions {
         let recorded = status.jobs.iter().find(|j| j.name == action.job_name);
         let job = match found.get(&action.job_name) {
             Some(job) => Some(job.clone()),
-            None if recorded.is_some() => None,
+            // Recorded, not in the watch (yet, or any more): ask the API server.
+            None if recorded.is_some() => jobs_api
+                .get_opt(&action.job_name)
+                .await?
+                .filter(|j| ours(j, &run)),
             None => match create_job(&jobs_api, &run, &uid, action).await {
-                Created::Job(job) => {
-                    created_now.push(JobReference {
-                        name: action.job_name.clone(),
-                        namespace: ns.clone(),
-                        action_name: action.name.clone(),
-                        created_at: job
-                            .metadata
-                            .creation_timestamp
-                            .clone()
-                            .unwrap_or_else(|| Time(Timestamp::now())),
-                    });
-                    Some(*job)
-                }
+                Created::Job(job) => Some(*job),
                 Created::Refused(reason, message) => {
                     runner.metrics.error(ErrorKind::JobRejected);
                     jobs.push(RunJob {
@@ -301,6 +343,22 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
             next.reason = Some("JobsSucceeded".into());
         }
     }
+    // Jobs this status write records for the first time (created now, or by a
+    // pass whose status write lost a race): counted once, with that write.
+    let newly: Vec<JobReference> = next
+        .jobs
+        .iter()
+        .filter(|j| {
+            j.phase != JobPhase::Lost && !(j.phase == JobPhase::Failed && j.start_time.is_none())
+        })
+        .filter(|j| !status.jobs.iter().any(|r| r.name == j.name))
+        .map(|j| JobReference {
+            name: j.name.clone(),
+            namespace: ns.clone(),
+            action_name: j.action.clone(),
+            created_at: j.start_time.clone().unwrap_or(Time(now)),
+        })
+        .collect();
     if run.status.as_ref() == Some(&next) {
         return Ok(Action::requeue(RECHECK));
     }
@@ -313,7 +371,7 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
         &run.spec.reaction.name,
         Some(run.spec.reaction.uid.clone()),
     );
-    for job in &created_now {
+    for job in &newly {
         runner.metrics.jobs_created.inc();
         info!(namespace = %ns, reaction = %run.spec.reaction.name, run = %name, job = %job.name, "Job created");
         runner.events.about_ref(
@@ -336,7 +394,7 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
     if !was_started {
         runner.metrics.alert_reactions.inc();
         delta.triggers = 1;
-        delta.jobs = created_now;
+        delta.jobs = newly;
     }
     if new_phase.is_finished() {
         record_outcome(&ctx, &run, &next, &mut delta);
@@ -373,31 +431,17 @@ impl Runner {
     }
 }
 
-/// The Run's Jobs that exist, by name: found by the occurrence label (which Jobs
-/// of earlier releases carry too), owned by the Run or, for those earlier Jobs,
-/// by its reaction.
-async fn jobs_of(
-    api: &Api<Job>,
-    run: &AlertReactionRun,
-) -> Result<HashMap<String, Job>, kube::Error> {
-    let Some(occurrence) = run.labels().get(LABEL_OCCURRENCE) else {
-        return Ok(HashMap::new());
-    };
-    let names: Vec<&str> = run
-        .spec
+/// The Run's Jobs that exist, by name, from the watch: owned by the Run or, for
+/// Jobs of earlier releases, by its reaction.
+fn jobs_of(store: &Store<Job>, run: &AlertReactionRun) -> HashMap<String, Job> {
+    let ns = run.namespace().unwrap_or_default();
+    run.spec
         .actions
         .iter()
-        .map(|a| a.job_name.as_str())
-        .collect();
-    let list = api
-        .list(&ListParams::default().labels(&format!("{LABEL_OCCURRENCE}={occurrence}")))
-        .await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|j| names.contains(&j.name_any().as_str()) && ours(j, run))
-        .map(|j| (j.name_any(), j))
-        .collect())
+        .filter_map(|a| store.get(&ObjectRef::new(&a.job_name).within(&ns)))
+        .filter(|j| ours(j, run))
+        .map(|j| (j.name_any(), (*j).clone()))
+        .collect()
 }
 
 /// Owned by this Run, or by its reaction (a Job of an earlier release).
@@ -581,9 +625,10 @@ async fn retrying(
     next.message = Some(format!(
         "attempt {attempts} to create the Jobs failed: {error}"
     ));
-    write_status(ctx, run, next).await?;
     let backoff =
         Duration::from_secs(1u64 << attempts.clamp(0, 6) as u32).min(Duration::from_secs(60));
+    ctx.set_backoff(&run.uid().unwrap_or_default(), backoff);
+    write_status(ctx, run, next).await?;
     Ok(Action::requeue(backoff))
 }
 
