@@ -160,6 +160,13 @@ job_done() {
 }
 wait_for "the Job of $REACTION_NAME to complete" 180 job_done
 JOB=$(k -n "$NS" get jobs -l "$SELECTOR" -o jsonpath='{.items[0].metadata.name}')
+run_done() {
+  [ "$(k -n "$NS" get alertreactionruns -l "$SELECTOR" -o jsonpath='{.items[0].status.phase}')" = Succeeded ]
+}
+wait_for "the Run of $REACTION_NAME to succeed" 120 run_done
+
+say "the Run: Karo's record of this reaction to the alert"
+k -n "$NS" get alertreactionruns -l "$SELECTOR"
 
 say "the Job Karo created"
 k -n "$NS" get jobs -l "$SELECTOR"

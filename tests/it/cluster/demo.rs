@@ -1,5 +1,5 @@
-//! `make demo` (tests/platform/demo.sh) on the running cluster: it ends with the Job
-//! Karo created, its rendered command, its pod's log and the restarted Deployment's
+//! `make demo` (tests/platform/demo.sh) on the running cluster: it shows the Run and
+//! the Job Karo created, its rendered command, its pod's log and the restarted Deployment's
 //! new ReplicaSet.
 
 use std::process::Command;
@@ -21,7 +21,7 @@ fn section<'a>(lines: &[&'a str], heading: &str) -> Vec<&'a str> {
 }
 
 #[test]
-fn demo_ends_with_the_job_its_log_and_the_restarted_deployment() {
+fn demo_shows_the_run_the_job_its_log_and_the_restarted_deployment() {
     let out = Command::new("bash")
         .arg(repo_path("tests/platform/demo.sh"))
         .current_dir(repo_path(""))
@@ -38,6 +38,19 @@ fn demo_ends_with_the_job_its_log_and_the_restarted_deployment() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(text.contains("==> using the running cluster"), "{text}");
 
+    let run = section(
+        &lines,
+        "the Run: Karo's record of this reaction to the alert",
+    );
+    assert!(
+        run[0].starts_with("NAME ") && run[0].contains("PHASE"),
+        "{text}"
+    );
+    assert!(
+        run[1].starts_with("restart-deployment-") && run[1].contains("Succeeded"),
+        "the Run succeeded:
+{text}"
+    );
     let job = section(&lines, "the Job Karo created");
     assert!(job[0].starts_with("NAME "), "{text}");
     assert!(job[1].starts_with("restart-deployment-restart-"), "{text}");
