@@ -6,7 +6,8 @@
 //! `target/karo-bench/results.md`). Behaviour checks (the Job counts) make the run fail.
 //!
 //! - `pure`: (1) ingest and match, (6) render; in process, one thread.
-//! - `cluster`: (2) alert to Job, (3) duplicate storm, (4) memory, (5) reload;
+//! - `cluster`: (2) alert to Job, (2b) the API writes of a Run's life, (3) duplicate
+//!   storm, (4) memory, (5) reload;
 //!   against a local etcd + kube-apiserver and the release `karo` binary.
 //! - `--profile ingest|render`: only the hot loop of (1) or (6), untimed, to run
 //!   under `valgrind --tool=callgrind` (see BENCHMARKS.md).

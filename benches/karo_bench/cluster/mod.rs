@@ -1,6 +1,7 @@
 //! Against the real local API server (etcd + kube-apiserver 1.20 on loopback) and
-//! the release `karo` binary: (2) alert to Job, (3) duplicate storm, (4) memory,
-//! (5) reload. Every Karo figure has its baseline measured here, in the same run.
+//! the release `karo` binary: (2) alert to Job and (2b) the API writes of a Run's
+//! life, (3) duplicate storm, (4) memory, (5) reload. Every Karo figure has its
+//! baseline measured here, in the same run.
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -10,22 +11,24 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use futures::{stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::Value;
 
 use karo::core::jobs::{build_job, JobInput, Skeleton};
 use karo::core::reaction::compile;
 use karo::core::render::Renderer;
+use karo::core::run::{build_run, job_to_create, run_action};
 use karo::model::alert::parse_notification;
 use karo::model::config::{JobDefaults, Limits, Policy};
 use karo::model::crd::AlertReaction;
+use karo::model::run::{AlertReactionRun, RunPhase};
 
 use crate::pure;
 use crate::report::Report;
 use crate::stats::{self, percentile};
 use crate::support::{free_port, wait_until, ControlPlane, Proc, TestDir};
 
-/// Jobs of (2), per variant.
+/// Occurrences (Runs, each with one Job) of (2), per variant.
 const JOBS: usize = 1000;
 /// Notifications in flight at once, as a busy Alertmanager would send them.
 const IN_FLIGHT: usize = 8;
@@ -39,16 +42,21 @@ const SWAPS: usize = 20;
 const DEBOUNCE: Duration = Duration::from_millis(200);
 /// AlertReactions created at once when loading 10 000 of them for (4).
 const CREATE_CONCURRENCY: usize = 64;
-/// Between phases, the API server is let settle (Karo publishes its Events after
-/// answering the webhook), for at most this long.
+/// Between phases, the API server is let settle (Karo creates the Jobs, writes
+/// statuses and publishes Events after answering the webhook), for at most this long.
 const SETTLE_MAX: Duration = Duration::from_secs(30);
 /// Hang guard; nothing is asserted about time.
 const HANG_GUARD: Duration = Duration::from_secs(300);
 
+/// Job statuses patched at once in (2b), standing in for the Job controller.
+const FINISH_CONCURRENCY: usize = 32;
+
+mod count;
 mod phases;
 mod probe;
 mod process;
 
+use count::Counter;
 use probe::*;
 pub use process::karo_bin;
 use process::*;
@@ -182,7 +190,7 @@ impl Bench {
         karo.stop(name);
         let quiet = self.settle().await;
         report.note(format!(
-            "Karo was still loading the API server {} after its last answer: replaced by a fresh process (log {name}.log); the API server was quiet {} after the old one stopped",
+            "Karo was still loading the API server {} after its last answer or its last Job: replaced by a fresh process (log {name}.log); the API server was quiet {} after the old one stopped",
             stats::dur(SETTLE_MAX),
             settled(quiet)
         ));
@@ -235,18 +243,15 @@ impl Bench {
         }))
     }
 
-    /// Waits until the API server has been quiet (fewer than 5 requests in a
-    /// second) and returns how long that took; `None` if it was still busy after
-    /// `SETTLE_MAX`.
     /// Posts every body to `hook`, `IN_FLIGHT` at a time, while the API server is
-    /// profiled as `profile`; then waits for the API server to settle. Returns the
-    /// deliveries, the time they took, and the settling tail.
+    /// profiled as `profile`. Returns the deliveries and the time from the first
+    /// post to the last answer.
     async fn deliver_all(
         &self,
         hook: &str,
         bodies: Vec<Vec<u8>>,
         profile: &str,
-    ) -> (Vec<Delivery>, Duration, Option<Duration>) {
+    ) -> (Vec<Delivery>, Duration) {
         let pprof = self.profile_apiserver(profile, 3);
         let t0 = Instant::now();
         let deliveries: Vec<Delivery> = stream::iter(bodies)
@@ -258,9 +263,12 @@ impl Bench {
         if let Some(p) = pprof {
             let _ = p.await;
         }
-        (deliveries, elapsed, self.settle().await)
+        (deliveries, elapsed)
     }
 
+    /// Waits until the API server has been quiet (fewer than 5 requests in a
+    /// second) and returns how long that took; `None` if it was still busy after
+    /// `SETTLE_MAX`.
     async fn settle(&self) -> Option<Duration> {
         let total = |p: Probe| p.requests.values().sum::<f64>();
         let t0 = Instant::now();
@@ -295,27 +303,45 @@ impl Bench {
         Ok(api.list(&ListParams::default()).await?.items.len())
     }
 
-    /// The Jobs Karo would create for `bodies`, built with Karo's own `build_job`
-    /// for the reaction `ar` as read back from the API server.
-    fn build_jobs(&self, ar: &AlertReaction, bodies: &[Vec<u8>]) -> Result<Vec<Job>> {
+    /// The Runs in `namespace`, by phase (`Pending` for a Run without status).
+    async fn count_runs(
+        &self,
+        namespace: &str,
+    ) -> Result<std::collections::BTreeMap<&'static str, usize>> {
+        let api: Api<AlertReactionRun> = Api::namespaced(self.client.clone(), namespace);
+        let mut phases = std::collections::BTreeMap::new();
+        for run in api.list(&ListParams::default()).await?.items {
+            let phase = run.status.and_then(|s| s.phase).unwrap_or_default();
+            *phases.entry(phase.as_str()).or_insert(0) += 1;
+        }
+        Ok(phases)
+    }
+
+    /// The Runs Karo would create for `bodies` (one per alert, carrying its Job),
+    /// built like Karo builds them (`build_job`, `run_action`, `build_run`) for
+    /// the reaction `ar` as read back from the API server.
+    fn build_runs(&self, ar: &AlertReaction, bodies: &[Vec<u8>]) -> Result<Vec<AlertReactionRun>> {
         let reaction =
             compile(ar, &self.renderer, &Policy::default()).map_err(|e| anyhow!("{e}"))?;
         let defaults = JobDefaults::default();
-        let mut jobs = Vec::new();
+        let source = &reaction.sources[0];
+        let mut runs = Vec::new();
         for body in bodies {
             let notification = parse_notification(body, jiff::Timestamp::now())?;
             for alert in &notification.alerts {
-                jobs.push(build_job(&JobInput {
+                let job = build_job(&JobInput {
                     reaction: &reaction,
-                    source: &reaction.sources[0],
+                    source,
                     alert,
                     notification: &notification,
                     renderer: &self.renderer,
                     skeleton: &self.skeleton,
                     defaults: &defaults,
-                })?);
+                })?;
+                let action = run_action(&source.action_name, &job)?;
+                runs.push(build_run(&reaction, alert, &notification, vec![action]));
             }
         }
-        Ok(jobs)
+        Ok(runs)
     }
 }

@@ -1,11 +1,24 @@
-//! The measured phases: (2) alert to Job, (3) duplicate storm, (5) reload and
-//! (4) memory with 10 000 reactions.
+//! The measured phases: (2) alert to Job, (2b) the writes of a Run's life, (3)
+//! duplicate storm, (5) reload and (4) memory with 10 000 reactions.
+
+use std::collections::HashSet;
 
 use super::*;
 
+/// Where (2b) starts from: the probe taken before the first post, the direct
+/// client's writes, and, when not every Job existed by the hang guard, the Job
+/// count still running with the time of the first post.
+pub(super) struct LifeStart<'a> {
+    before: &'a Probe,
+    direct_writes: &'a RunWrites,
+    late: Option<(Counter, Instant)>,
+}
+
 impl Bench {
-    /// (2): 1000 distinct matching alerts in notifications of `n`, through Karo and
-    /// directly, each in a fresh namespace.
+    /// (2) and (2b): 1000 distinct matching alerts in notifications of `n`, through
+    /// Karo and directly, each in a fresh namespace; then Karo's Jobs are finished
+    /// and the API writes of the Runs' whole life counted. Returns whether the API
+    /// server settled after Karo's work.
     pub(super) async fn alert_to_job(
         &mut self,
         karo: &Karo,
@@ -14,9 +27,9 @@ impl Bench {
         report: &mut Report,
     ) -> Result<bool> {
         let alert = format!("E2E{n}");
-        // Karo creates the Jobs of one notification `maxConcurrentCreates` at a time,
-        // and IN_FLIGHT notifications are handled at once: the direct client gets
-        // the same number of creates in flight.
+        // Karo's webhook creates the Runs of one notification `maxConcurrentCreates`
+        // at a time, and IN_FLIGHT notifications are handled at once: the direct
+        // client gets the same number of occurrences in flight.
         let per_notification = Limits::default().max_concurrent_creates.max(1);
         let concurrency = IN_FLIGHT * n.min(per_notification);
         let alerts: Vec<Value> = (0..JOBS)
@@ -27,28 +40,32 @@ impl Bench {
             .map(|c| serde_json::to_vec(&pure::notification_json(c.to_vec())))
             .collect::<Result<_, _>>()?;
 
-        // Direct: the Jobs are built beforehand; only their creation is timed.
+        // Direct: the Runs are built beforehand; only the creation of each Run and
+        // then of its Job is timed.
         let ns = self.cp.namespace(&format!("direct-{n}")).await;
         let ar = self.create_reaction(&ns, &alert).await?;
-        let jobs = self.build_jobs(&ar, &bodies)?;
-        ensure!(jobs.len() == JOBS, "built {} Jobs", jobs.len());
-        let api: Api<Job> = Api::namespaced(self.client.clone(), &ns);
+        let runs = self.build_runs(&ar, &bodies)?;
+        ensure!(runs.len() == JOBS, "built {} Runs", runs.len());
+        let runs_api: Api<AlertReactionRun> = Api::namespaced(self.client.clone(), &ns);
+        let jobs_api: Api<Job> = Api::namespaced(self.client.clone(), &ns);
         let before = Probe::take(self, Some(karo)).await;
         let t0 = Instant::now();
-        let results: Vec<(Duration, Created)> = stream::iter(jobs.iter())
-            .map(|job| create_job(&api, job))
+        let results: Vec<(Duration, Created, Option<Created>)> = stream::iter(runs.iter())
+            .map(|run| create_occurrence(&runs_api, &jobs_api, run))
             .buffer_unordered(concurrency)
             .collect()
             .await;
         let direct = t0.elapsed();
-        let direct_cost = before.diff(&Probe::take(self, Some(karo)).await);
+        let after = Probe::take(self, Some(karo)).await;
+        let direct_cost = before.diff(&after);
+        let direct_writes = RunWrites::of(&writes(&before, &after));
         let failed = results
             .iter()
-            .filter(|(_, c)| matches!(c, Created::Failed(_)))
+            .filter(|(_, r, j)| *r != Created::Yes || *j != Some(Created::Yes))
             .count();
         if failed > 0 {
             report.fail(format!(
-                "(2) direct, {n}/notification: {failed} creates failed"
+                "(2) direct, {n}/notification: {failed} occurrences failed"
             ));
         }
         let listed = self.count_jobs(&ns).await?;
@@ -57,19 +74,50 @@ impl Bench {
                 "(2) direct, {n}/notification: {listed} Jobs, not {JOBS}"
             ));
         }
-        let direct_latencies: Vec<Duration> = results.iter().map(|(d, _)| *d).collect();
+        let direct_latencies: Vec<Duration> = results.iter().map(|(d, ..)| *d).collect();
         self.settle().await;
 
-        // Through Karo.
+        // Through Karo: from the first post until every Job exists.
         let ns = karo_ns;
         self.create_reaction(ns, &alert).await?;
         self.wait_loaded(karo, self.loaded).await?;
+        // The reaction's Ready condition is written before the window opens.
+        self.settle().await;
+        let jobs_api: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        let mut jobs_seen = Counter::start(jobs_api.clone(), |_| true).await?;
         let hook = format!("{}/webhook", karo.url());
         let before = Probe::take(self, Some(karo)).await;
-        let (deliveries, through_karo, tail) = self
+        let t0 = Instant::now();
+        let (deliveries, answered) = self
             .deliver_all(&hook, bodies, &format!("e2e-karo-{n}"))
             .await;
-        let karo_cost = before.diff(&Probe::take(self, Some(karo)).await);
+        let at_answers = Probe::take(self, Some(karo)).await;
+        let jobs_at = jobs_seen.reached(JOBS).await;
+        let seen = jobs_seen.count();
+        // Past the hang guard, the count goes on while (2b) finishes the Jobs
+        // that exist (the Runs' outcome only ever helps Karo).
+        let late = jobs_at.is_err().then_some((jobs_seen, t0));
+        // Every Run's status says Running (the runner writes it after the Job):
+        // (2b) then starts from Runs whose Jobs are all followed.
+        let running = match &jobs_at {
+            Ok(_) => {
+                let runs_api: Api<AlertReactionRun> = Api::namespaced(self.client.clone(), ns);
+                let mut running = Counter::start(runs_api, |r| {
+                    matches!(
+                        r.status.as_ref().and_then(|s| s.phase),
+                        Some(RunPhase::Running | RunPhase::Succeeded)
+                    )
+                })
+                .await?;
+                running
+                    .reached(JOBS)
+                    .await
+                    .map(|at| at.saturating_duration_since(t0))
+            }
+            Err(_) => Err(anyhow!("not every Job exists")),
+        };
+        let jobs_done = Probe::take(self, Some(karo)).await;
+        let karo_cost = before.diff(&jobs_done);
         let undelivered = deliveries.iter().filter(|d| !d.ok).count();
         let retries: usize = deliveries.iter().map(|d| d.attempts - 1).sum();
         if undelivered > 0 {
@@ -78,35 +126,62 @@ impl Bench {
             ));
         }
         let listed = self.count_jobs(ns).await?;
-        if listed != JOBS {
+        let runs = self.count_runs(ns).await?;
+        let run_count: usize = runs.values().sum();
+        if run_count != JOBS || (jobs_at.is_ok() && listed != JOBS) {
             report.fail(format!(
-                "(2) karo, {n}/notification: {listed} Jobs, not {JOBS}"
+                "(2) karo, {n}/notification: {listed} Jobs and {run_count} Runs, not {JOBS}"
             ));
         }
         let latencies = all_latencies(&deliveries);
-        let ratio = through_karo.as_secs_f64() / direct.as_secs_f64();
-        report.row(
-            format!("2 alert→Job, {JOBS} Jobs, {n} alert(s)/notification"),
-            format!(
-                "{} ({}); webhook p50 {} / p99 {}",
-                stats::dur(through_karo),
-                stats::rate(JOBS as f64 / through_karo.as_secs_f64()),
-                stats::dur(percentile(&latencies, 50.0)),
-                stats::dur(percentile(&latencies, 99.0)),
+        let webhook = format!(
+            "last answer {}; webhook p50 {} / p99 {}",
+            stats::dur(answered),
+            stats::dur(percentile(&latencies, 50.0)),
+            stats::dur(percentile(&latencies, 99.0)),
+        );
+        let (karo_figure, ratio, met) = match &jobs_at {
+            Ok(at) => {
+                let through_karo = at.saturating_duration_since(t0);
+                let ratio = through_karo.as_secs_f64() / direct.as_secs_f64();
+                (
+                    format!(
+                        "{} ({}) until every Job exists; {webhook}",
+                        stats::dur(through_karo),
+                        stats::rate(JOBS as f64 / through_karo.as_secs_f64()),
+                    ),
+                    stats::ratio(ratio),
+                    stats::yes_no(ratio <= 1.25),
+                )
+            }
+            Err(_) => (
+                format!(
+                    "only {seen} of {JOBS} Jobs after {} (hang guard); {webhook}",
+                    stats::dur(HANG_GUARD)
+                ),
+                format!(
+                    "> {}",
+                    stats::ratio(HANG_GUARD.as_secs_f64() / direct.as_secs_f64())
+                ),
+                stats::yes_no(false),
             ),
+        };
+        report.row(
+            format!("2 alert→Job, {JOBS} Runs + Jobs, {n} alert(s)/notification"),
+            karo_figure,
             format!(
-                "direct, {concurrency} in flight: {} ({})",
+                "direct Run then Job, {concurrency} in flight: {} ({})",
                 stats::dur(direct),
                 stats::rate(JOBS as f64 / direct.as_secs_f64())
             ),
-            stats::ratio(ratio),
+            ratio,
             "≤ 1.25x".into(),
-            stats::yes_no(ratio <= 1.25),
+            met,
         );
+        let early = RunWrites::of(&writes(&before, &at_answers));
         report.note(format!(
-            "(2) {n}/notification: {} notifications, {IN_FLIGHT} in flight (≤ {} creates in flight in Karo); Karo: created {}, deduplicated {}, failed {}, {retries} retried deliveries; direct create latency p50 {} / p99 {}",
+            "(2) {n}/notification: {} notifications, {IN_FLIGHT} in flight (≤ {concurrency} Run creates in flight in Karo's webhook); Karo answered created {}, deduplicated {}, failed {}, {retries} retried deliveries; Runs by phase once the Jobs existed: {runs:?}; direct Run + Job latency p50 {} / p99 {}",
             JOBS.div_ceil(n),
-            concurrency,
             count(&deliveries, "created"),
             count(&deliveries, "deduplicated"),
             count(&deliveries, "failed"),
@@ -114,16 +189,161 @@ impl Bench {
             stats::dur(percentile(&direct_latencies, 99.0)),
         ));
         report.note(format!(
-            "(2) {n}/notification, while Karo worked and until the API server was quiet again ({} after Karo's last answer): {karo_cost}",
-            settled(tail)
+            "(2) {n}/notification, writes by the last webhook answer ({}): {:.0} POST alertreactionruns, {:.0} POST jobs (the runner already at work), {:.0} other (Run status {:.0}, reaction status {:.0}, Events {:.0})",
+            stats::dur(answered),
+            early.runs,
+            early.jobs,
+            early.total() - early.runs - early.jobs,
+            early.run_status,
+            early.reaction_status,
+            early.events,
+        ));
+        report.note(format!(
+            "(2) {n}/notification, from the first post until every Run was Running ({}): {karo_cost}",
+            match running {
+                Ok(d) => stats::dur(d),
+                Err(e) => format!("{e:#}"),
+            }
         ));
         report.note(format!(
             "(2) {n}/notification, while the direct client worked: {direct_cost}"
         ));
+
+        let start = LifeStart {
+            before: &before,
+            direct_writes: &direct_writes,
+            late,
+        };
+        self.run_life(karo, ns, n, start, report).await
+    }
+
+    /// (2b): every Job of `ns` marked finished as the Job controller would, until
+    /// every Run is `Succeeded`; then the writes since `before` (the first post)
+    /// per occurrence. Returns whether the API server settled.
+    async fn run_life(
+        &self,
+        karo: &Karo,
+        ns: &str,
+        n: usize,
+        start: LifeStart<'_>,
+        report: &mut Report,
+    ) -> Result<bool> {
+        let LifeStart {
+            before,
+            direct_writes,
+            late,
+        } = start;
+        let jobs_api: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        let runs_api: Api<AlertReactionRun> = Api::namespaced(self.client.clone(), ns);
+        let mut succeeded = Counter::start(runs_api, |r| {
+            r.status.as_ref().and_then(|s| s.phase) == Some(RunPhase::Succeeded)
+        })
+        .await?;
+        // A Job controller completing every Job it sees: all of them at once when
+        // they all exist, else each as it appears.
+        let t0 = Instant::now();
+        let mut finished: HashSet<String> = HashSet::new();
+        let mut failed: Vec<anyhow::Error> = Vec::new();
+        while finished.len() < JOBS && t0.elapsed() < HANG_GUARD {
+            let names: Vec<String> = jobs_api
+                .list(&ListParams::default().match_any())
+                .await?
+                .items
+                .into_iter()
+                .filter_map(|j| j.metadata.name)
+                .filter(|name| !finished.contains(name))
+                .collect();
+            let patched: Vec<(String, Result<()>)> = stream::iter(names)
+                .map(|name| async {
+                    let r = finish_job(&jobs_api, &name).await;
+                    (name, r)
+                })
+                .buffer_unordered(FINISH_CONCURRENCY)
+                .collect()
+                .await;
+            for (name, r) in patched {
+                match r {
+                    Ok(()) => {
+                        finished.insert(name);
+                    }
+                    Err(e) => failed.push(e),
+                }
+            }
+            if finished.len() < JOBS {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+        let patched_in = t0.elapsed();
+        if let (Some(e), true) = (failed.first(), finished.len() < JOBS) {
+            report.fail(format!(
+                "(2b) {n}/notification: {} Job status patches failed, e.g. {e:#}",
+                failed.len()
+            ));
+        }
+        if let Some((mut jobs_seen, first_post)) = late {
+            match jobs_seen.reached(JOBS).await {
+                Ok(at) => report.note(format!(
+                    "(2) {n}/notification: every Job existed {} after the first post, while (2b) finished the Jobs as they appeared",
+                    stats::dur(at.saturating_duration_since(first_post))
+                )),
+                Err(e) => report.fail(format!(
+                    "(2) karo, {n}/notification: not every Job was created: {e:#}"
+                )),
+            }
+        }
+        let all = succeeded.reached(JOBS).await;
+        let seen = succeeded.count();
+        drop(succeeded);
+        let tail = self.settle().await;
+        let end = Probe::take(self, Some(karo)).await;
+        let succeeded_in = match all {
+            Ok(at) => at.saturating_duration_since(t0),
+            Err(e) => {
+                report.fail(format!(
+                    "(2b) {n}/notification: {seen} of {JOBS} Runs Succeeded: {e:#}"
+                ));
+                return Ok(tail.is_some());
+            }
+        };
+        let life = RunWrites::of(&writes(before, &end));
+        let window = end.at.saturating_duration_since(before.at);
+        let per = life.total() / JOBS as f64;
+        let direct_per = direct_writes.total() / JOBS as f64;
+        let refused = if life.refused >= 1.0 {
+            format!(", of which {:.0} refused (not 2xx)", life.refused)
+        } else {
+            String::new()
+        };
+        report.row(
+            format!("2b writes per occurrence over a Run's life, {n} alert(s)/notification"),
+            format!(
+                "{}{refused}; leases apart: {:.2}/s",
+                life.per(JOBS),
+                life.leases / window.as_secs_f64().max(1e-3)
+            ),
+            format!("direct: {direct_per:.2} (Run, Job)"),
+            stats::ratio(per / direct_per.max(1e-9)),
+            "3 (Run, Job, one status write)".into(),
+            stats::yes_no(per <= 3.0 + 0.5 / JOBS as f64),
+        );
+        report.note(format!(
+            "(2b) {n}/notification: the {} Jobs marked Complete ({FINISH_CONCURRENCY} status PATCHes in flight, {:.0} PATCH jobs/status, the benchmark's own and not counted) in {}; every Run Succeeded {} after the first status patch; the API server quiet {} after; window from the first post {} ({:.0} lease writes)",
+            finished.len(),
+            life.bench,
+            stats::dur(patched_in),
+            stats::dur(succeeded_in),
+            settled(tail),
+            stats::dur(window),
+            life.leases,
+        ));
+        report.note(format!(
+            "(2b) {n}/notification, from the first post until quiet after the last Run Succeeded: {}",
+            before.diff(&end)
+        ));
         Ok(tail.is_some())
     }
 
-    /// (3): the same notification 1000 times; exactly one Job.
+    /// (3): the same notification 1000 times; exactly one Run and one Job.
     pub(super) async fn storm(
         &mut self,
         karo: &Karo,
@@ -135,19 +355,21 @@ impl Bench {
             424_242, alert, "ops",
         )]))?;
 
-        // Direct: the same Job created 1000 times (one 201, then 409s).
+        // Direct: the same Run created 1000 times (one 201, then 409s); the create
+        // that made it creates its Job.
         let ns = self.cp.namespace("storm-direct").await;
         let ar = self.create_reaction(&ns, alert).await?;
-        let job = self
-            .build_jobs(&ar, std::slice::from_ref(&body))?
+        let run = self
+            .build_runs(&ar, std::slice::from_ref(&body))?
             .pop()
-            .context("one Job")?;
-        let api: Api<Job> = Api::namespaced(self.client.clone(), &ns);
+            .context("one Run")?;
+        let runs_api: Api<AlertReactionRun> = Api::namespaced(self.client.clone(), &ns);
+        let jobs_api: Api<Job> = Api::namespaced(self.client.clone(), &ns);
         let before = Probe::take(self, Some(karo)).await;
         let pprof = self.profile_apiserver("storm-direct", 3);
         let t0 = Instant::now();
-        let results: Vec<(Duration, Created)> = stream::iter(0..STORM)
-            .map(|_| create_job(&api, &job))
+        let results: Vec<(Duration, Created, Option<Created>)> = stream::iter(0..STORM)
+            .map(|_| create_occurrence(&runs_api, &jobs_api, &run))
             .buffer_unordered(IN_FLIGHT)
             .collect()
             .await;
@@ -158,12 +380,12 @@ impl Bench {
         }
         let direct_conflicts = results
             .iter()
-            .filter(|(_, c)| *c == Created::AlreadyExists)
+            .filter(|(_, c, _)| *c == Created::AlreadyExists)
             .count();
         let direct_failed: Vec<&String> = results
             .iter()
-            .filter_map(|(_, c)| match c {
-                Created::Failed(e) => Some(e),
+            .filter_map(|(_, r, j)| match (r, j) {
+                (Created::Failed(e), _) | (_, Some(Created::Failed(e))) => Some(e),
                 _ => None,
             })
             .collect();
@@ -173,26 +395,39 @@ impl Bench {
                 direct_failed.len()
             ));
         }
-        let direct_latencies: Vec<Duration> = results.iter().map(|(d, _)| *d).collect();
+        let direct_jobs = self.count_jobs(&ns).await?;
+        if direct_jobs != 1 {
+            report.fail(format!("(3) direct: {direct_jobs} Jobs, not 1"));
+        }
+        let direct_latencies: Vec<Duration> = results.iter().map(|(d, ..)| *d).collect();
         self.settle().await;
 
         // Through Karo.
         let ns = karo_ns;
         self.create_reaction(ns, alert).await?;
         self.wait_loaded(karo, self.loaded).await?;
+        self.settle().await;
+        let mut jobs_seen =
+            Counter::start(Api::<Job>::namespaced(self.client.clone(), ns), |_| true).await?;
         let hook = format!("{}/webhook", karo.url());
         let before = Probe::take(self, Some(karo)).await;
         let bodies = (0..STORM).map(|_| body.clone()).collect();
-        let (deliveries, through_karo, tail) = self.deliver_all(&hook, bodies, "storm-karo").await;
+        let (deliveries, through_karo) = self.deliver_all(&hook, bodies, "storm-karo").await;
+        if let Err(e) = jobs_seen.reached(1).await {
+            report.fail(format!("(3) storm: no Job: {e:#}"));
+        }
+        drop(jobs_seen);
+        let tail = self.settle().await;
         let karo_cost = before.diff(&Probe::take(self, Some(karo)).await);
         let listed = self.count_jobs(ns).await?;
+        let runs: usize = self.count_runs(ns).await?.values().sum();
         let created = count(&deliveries, "created");
         let deduplicated = count(&deliveries, "deduplicated");
         let undelivered = deliveries.iter().filter(|d| !d.ok).count();
-        let exactly_one = listed == 1 && created == 1 && undelivered == 0;
+        let exactly_one = listed == 1 && runs == 1 && created == 1 && undelivered == 0;
         if !exactly_one {
             report.fail(format!(
-                "(3) storm: {listed} Jobs listed, {created} created, {deduplicated} deduplicated, {undelivered} undelivered (expected exactly one Job)"
+                "(3) storm: {runs} Runs and {listed} Jobs listed, {created} created, {deduplicated} deduplicated, {undelivered} undelivered (expected exactly one Run and one Job)"
             ));
         }
         let latencies = all_latencies(&deliveries);
@@ -201,17 +436,17 @@ impl Bench {
         report.row(
             format!("3 duplicate storm, same notification × {STORM}"),
             format!(
-                "{} req ({listed} Job); p50 {} / p99 {}",
+                "{} req ({runs} Run, {listed} Job); p50 {} / p99 {}",
                 stats::rate(karo_rps),
                 stats::dur(percentile(&latencies, 50.0)),
                 stats::dur(percentile(&latencies, 99.0)),
             ),
             format!(
-                "direct create of the same Job ({direct_conflicts} × 409): {} req",
+                "direct create of the same Run ({direct_conflicts} × 409), its Job once: {} req",
                 stats::rate(direct_rps)
             ),
             stats::ratio(karo_rps / direct_rps),
-            "exactly 1 Job".into(),
+            "exactly 1 Run and 1 Job".into(),
             stats::yes_no(exactly_one),
         );
         report.note(format!(
@@ -220,7 +455,7 @@ impl Bench {
             stats::dur(percentile(&direct_latencies, 99.0)),
         ));
         report.note(format!(
-            "(3) while Karo worked and until the API server was quiet again ({} after Karo's last answer): {karo_cost}",
+            "(3) while Karo worked and until the API server was quiet again ({} after Karo's Job existed): {karo_cost}",
             settled(tail)
         ));
         report.note(format!("(3) while the direct client worked: {direct_cost}"));

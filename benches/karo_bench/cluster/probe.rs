@@ -1,5 +1,7 @@
-//! What a phase cost (API server requests, CPU), and how notifications and
-//! direct Job creations are delivered and counted.
+//! What a phase cost (API server requests, writes, CPU), and how notifications
+//! and direct Run and Job creations are delivered and counted.
+
+use std::collections::BTreeMap;
 
 use super::*;
 
@@ -7,7 +9,9 @@ use super::*;
 /// (`apiserver_request_total`, by verb, resource and code) and the CPU time of
 /// each process.
 pub(super) struct Probe {
-    pub(super) requests: std::collections::BTreeMap<String, f64>,
+    pub(super) requests: BTreeMap<String, f64>,
+    /// When it was taken.
+    pub(super) at: Instant,
     pub(super) cpu: Vec<(&'static str, f64)>,
 }
 
@@ -22,7 +26,7 @@ impl Probe {
             pids.insert(0, ("karo", k.pid()));
         }
         let cpu = pids.into_iter().map(|(n, p)| (n, cpu_seconds(p))).collect();
-        let mut requests = std::collections::BTreeMap::new();
+        let mut requests = BTreeMap::new();
         let text = async {
             b.apiserver_http
                 .get(format!("{}/metrics", b.cp.url()))
@@ -65,7 +69,11 @@ impl Probe {
             let key = format!("{verb} {resource}{sub} {code}");
             *requests.entry(key).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
         }
-        Probe { requests, cpu }
+        Probe {
+            requests,
+            cpu,
+            at: Instant::now(),
+        }
     }
 
     /// `POST jobs 201 ×1000, ...; CPU karo 1.2 s, ...` between `self` and `later`.
@@ -103,7 +111,7 @@ pub(super) fn settled(tail: Option<Duration>) -> String {
 }
 
 /// What one notification's delivery came to, Alertmanager-style: retried while
-/// Karo answers 5xx (the deterministic Job names make that safe).
+/// Karo answers 5xx (the deterministic Run names make that safe).
 #[derive(Default)]
 pub(super) struct Delivery {
     /// Latency of every attempt.
@@ -168,23 +176,182 @@ pub(super) enum Created {
     Failed(String),
 }
 
-/// One direct create, retried like Karo's webhook would be on a retryable error.
-pub(super) async fn create_job(api: &Api<Job>, job: &Job) -> (Duration, Created) {
+/// One direct create, retried like Karo would on a retryable error; the object
+/// as created.
+pub(super) async fn create<K>(api: &Api<K>, obj: &K) -> (Created, Option<K>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
     let pp = PostParams {
         field_manager: Some("karo".into()),
         ..Default::default()
     };
-    let t = Instant::now();
     let mut last = String::new();
     for _ in 0..20 {
-        match api.create(&pp, job).await {
-            Ok(_) => return (t.elapsed(), Created::Yes),
+        match api.create(&pp, obj).await {
+            Ok(created) => return (Created::Yes, Some(created)),
             Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
-                return (t.elapsed(), Created::AlreadyExists)
+                return (Created::AlreadyExists, None)
             }
             Err(e) => last = e.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    (t.elapsed(), Created::Failed(last))
+    (Created::Failed(last), None)
+}
+
+/// One occurrence created directly, as Karo's webhook and runner do it: its Run,
+/// then (when this call created the Run) the Run's Job, owned by the Run. The
+/// time both took, and what became of each.
+pub(super) async fn create_occurrence(
+    runs: &Api<AlertReactionRun>,
+    jobs: &Api<Job>,
+    run: &AlertReactionRun,
+) -> (Duration, Created, Option<Created>) {
+    let t = Instant::now();
+    let (made, created) = create(runs, run).await;
+    let Some(created) = created else {
+        return (t.elapsed(), made, None);
+    };
+    let uid = created.metadata.uid.clone().unwrap_or_default();
+    let mut job_outcome = Created::Yes;
+    for action in &run.spec.actions {
+        let outcome = match job_to_create(action, &uid) {
+            Ok(job) => create(jobs, &job).await.0,
+            Err(e) => Created::Failed(e.to_string()),
+        };
+        if outcome != Created::Yes {
+            job_outcome = outcome;
+        }
+    }
+    (t.elapsed(), made, Some(job_outcome))
+}
+
+/// Writes (POST, PUT, PATCH, DELETE) to the API server between two probes, by
+/// `VERB resource[/subresource]`: (all of them, of which not 2xx).
+pub(super) fn writes(before: &Probe, after: &Probe) -> BTreeMap<String, (f64, f64)> {
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (key, v) in &after.requests {
+        let d = v - before.requests.get(key).copied().unwrap_or(0.0);
+        let mut parts = key.split(' ');
+        let (Some(verb), Some(resource), Some(code)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if d < 0.5 || !matches!(verb, "POST" | "PUT" | "PATCH" | "DELETE") {
+            continue;
+        }
+        let e = out.entry(format!("{verb} {resource}")).or_default();
+        e.0 += d;
+        if !code.starts_with('2') {
+            e.1 += d;
+        }
+    }
+    out
+}
+
+/// Karo's writes over the life of `occurrences` Runs, by kind, from [`writes`].
+pub(super) struct RunWrites {
+    pub(super) runs: f64,
+    pub(super) jobs: f64,
+    pub(super) run_status: f64,
+    pub(super) reaction_status: f64,
+    pub(super) events: f64,
+    /// Every other write of Karo's, by `VERB resource`.
+    pub(super) other: Vec<(String, f64)>,
+    /// Of all the above, answered other than 2xx (conflicts, mostly).
+    pub(super) refused: f64,
+    /// Lease renewals: periodic, not per occurrence.
+    pub(super) leases: f64,
+    /// The benchmark's own (`jobs/status`, standing in for the Job controller).
+    pub(super) bench: f64,
+}
+
+impl RunWrites {
+    pub(super) fn of(writes: &BTreeMap<String, (f64, f64)>) -> RunWrites {
+        let mut w = RunWrites {
+            runs: 0.0,
+            jobs: 0.0,
+            run_status: 0.0,
+            reaction_status: 0.0,
+            events: 0.0,
+            other: Vec::new(),
+            refused: 0.0,
+            leases: 0.0,
+            bench: 0.0,
+        };
+        for (key, &(n, refused)) in writes {
+            let (verb, resource) = key.split_once(' ').unwrap_or(("", key));
+            let slot = match (verb, resource) {
+                (_, "jobs/status") => {
+                    w.bench += n;
+                    continue;
+                }
+                (_, "leases") => {
+                    w.leases += n;
+                    continue;
+                }
+                ("POST", "alertreactionruns") => &mut w.runs,
+                ("POST", "jobs") => &mut w.jobs,
+                (_, "alertreactionruns/status") => &mut w.run_status,
+                (_, "alertreactions/status") => &mut w.reaction_status,
+                (_, "events") => &mut w.events,
+                _ => {
+                    w.other.push((key.clone(), n));
+                    w.refused += refused;
+                    continue;
+                }
+            };
+            *slot += n;
+            w.refused += refused;
+        }
+        w
+    }
+
+    /// Karo's writes, leases and the benchmark's own excluded.
+    pub(super) fn total(&self) -> f64 {
+        self.runs
+            + self.jobs
+            + self.run_status
+            + self.reaction_status
+            + self.events
+            + self.other.iter().map(|(_, n)| n).sum::<f64>()
+    }
+
+    /// `6.07: Run 1.00, Job 1.00, ...` per occurrence.
+    pub(super) fn per(&self, occurrences: usize) -> String {
+        let k = occurrences.max(1) as f64;
+        let mut s = format!(
+            "{:.2}: Run {:.2}, Job {:.2}, Run status {:.2}, reaction status {:.2}, Events {:.2}",
+            self.total() / k,
+            self.runs / k,
+            self.jobs / k,
+            self.run_status / k,
+            self.reaction_status / k,
+            self.events / k,
+        );
+        for (key, n) in &self.other {
+            s.push_str(&format!(", {key} {:.2}", n / k));
+        }
+        s
+    }
+}
+
+/// Marks a Job finished as the Job controller would (its status subresource).
+pub(super) async fn finish_job(api: &Api<Job>, name: &str) -> Result<()> {
+    let patch = serde_json::json!({
+        "status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+    });
+    let mut last = None;
+    for _ in 0..10 {
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(anyhow!("finishing Job {name}: {last:?}"))
 }
