@@ -33,7 +33,7 @@ KARO_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n
 IMAGE ?= docker.io/dudizimber/karo:$(KARO_VERSION)
 image:
 	@$(CARGO) build --release --locked --bin karo
-	@python3 tests/platform/image.py target/release/karo target/karo-image.tar $(IMAGE)
+	@python3 tests/platform/image.py $${CARGO_TARGET_DIR:-target}/release/karo target/karo-image.tar $(IMAGE)
 
 # Throughput, latency, memory and reload figures against baselines measured in the
 # same run (BENCHMARKS.md); starts its own etcd and kube-apiserver.
@@ -42,7 +42,7 @@ bench:
 	eval "$$(bash tests/platform/setup.sh)"; \
 	$(CARGO) build --release --bin karo; \
 	mkdir -p target/karo-bench; \
-	cp -f target/release/karo target/karo-bench/karo; \
+	cp -f $${CARGO_TARGET_DIR:-target}/release/karo target/karo-bench/karo; \
 	KARO_BENCH_BIN=$$PWD/target/karo-bench/karo $(CARGO) bench --bench karo_bench
 
 # Karo end to end on this machine: installs the platform, starts a local control

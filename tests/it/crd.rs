@@ -108,7 +108,7 @@ async fn karo_crd_output_applies_and_kubectl_shows_the_printer_columns() {
         "metadata": {"name": "disk-pressure-cleanup-0123456789", "namespace": ns},
         "spec": {
             "reaction": {"name": "disk-pressure-cleanup", "uid": "0c0ffee0-0000-4000-8000-000000000000", "generation": 1},
-            "alert": {"status": "firing", "labels": {"alertname": "NodeDiskPressure"}, "fingerprint": "0123456789abcdef"},
+            "alert": {"status": "firing", "labels": {"alertname": "NodeDiskPressure"}, "startsAt": "2026-12-02T10:00:00Z", "fingerprint": "0123456789abcdef"},
             "notification": {"receiver": "karo"},
         },
     })
