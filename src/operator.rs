@@ -77,6 +77,8 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
         events: event_sender.clone(),
         metrics: metrics.clone(),
         rate: RateLimiter::default(),
+        renderer: renderer.clone(),
+        alertmanager: Default::default(),
     });
     let executor = Arc::new(Executor {
         client: client.clone(),

@@ -14,14 +14,17 @@ use crate::cli::inputs::{
     collect_inputs, doc_location, doc_name, is_reaction, kind_of, parse_reaction, read_documents,
     Input, Problem,
 };
+use crate::core::closing;
 use crate::core::matching::ANNOTATION_PREFIX;
 use crate::core::plan::{self, Candidate, Decision, DryRunBy, Gates, ReactionTable, Step};
 use crate::core::reaction::{self, CompiledReaction, Invalid};
 use crate::core::render::Renderer;
+use crate::core::run;
 use crate::core::snapshot::Snapshot;
 use crate::model::alert::{parse_notification, Alert, Notification};
 use crate::model::config::{self, Overrides, Policy};
 use crate::model::error::FieldError;
+use crate::model::run::{AlertReactionRun, AlertReactionRunStatus, JobPhase, RunJob, RunPhase};
 
 /// The UID given to a reaction whose manifest has none (`metadata.uid`). Job
 /// names hash the reaction's UID, so offline names are deterministic but differ
@@ -186,7 +189,16 @@ pub fn evaluate(
                     .iter()
                     .position(|cand| Arc::ptr_eq(&cand.reaction, c))
                 {
-                    Some(i) => explain(candidates.swap_remove(i), alert, &mut out),
+                    Some(i) => explain(
+                        candidates.swap_remove(i),
+                        alert,
+                        &Later {
+                            notification,
+                            snapshot,
+                            renderer,
+                        },
+                        &mut out,
+                    ),
                     None => alert_name_differs(&c.spec.alert_name, alert),
                 },
             };
@@ -207,8 +219,15 @@ fn alert_name_differs(wanted: &str, alert: &Alert) -> String {
     )
 }
 
+/// What rendering the Jobs that follow a Run's outcome needs.
+struct Later<'a> {
+    notification: &'a Notification,
+    snapshot: &'a Snapshot,
+    renderer: &'a Renderer,
+}
+
 /// One reaction's decision for one alert, as a line; its Jobs go to `out`.
-fn explain(candidate: Candidate, alert: &Alert, out: &mut Rendering) -> String {
+fn explain(candidate: Candidate, alert: &Alert, later: &Later, out: &mut Rendering) -> String {
     let c = &candidate.reaction;
     let actions = match candidate.decision {
         Decision::NoMatch { matcher } => {
@@ -239,6 +258,7 @@ fn explain(candidate: Candidate, alert: &Alert, out: &mut Rendering) -> String {
     };
     let mut parts = Vec::new();
     let mut gated = Gates::default();
+    let mut run_actions = Vec::new();
     for action in actions {
         let name = action.job_name;
         match action.step {
@@ -261,10 +281,17 @@ fn explain(candidate: Candidate, alert: &Alert, out: &mut Rendering) -> String {
             }
             Step::Create { job, gates } => {
                 parts.push(format!("Job {name} of Run {}", run_of(&job)));
+                if let Ok(a) = run::run_action(&action.action, &job) {
+                    run_actions.push(a);
+                }
                 out.jobs.push(with_run_uid(*job));
                 gated = gates;
             }
         }
+    }
+    if !run_actions.is_empty() {
+        let run = run::build_run(c, alert, later.notification, run_actions);
+        parts.extend(closing_steps(c, &run, later, out));
     }
     let mut line = format!("matched: {}", parts.join("; "));
     let mut gates = Vec::new();
@@ -284,6 +311,80 @@ fn explain(candidate: Candidate, alert: &Alert, out: &mut Rendering) -> String {
         ));
     }
     line
+}
+
+/// What follows the Jobs of `run`: its silence, cancellation, verification,
+/// and the `onSuccess` / `onFailure` Jobs (printed too), rendered as the daemon
+/// renders them when the Run ends that way.
+fn closing_steps(
+    reaction: &CompiledReaction,
+    run: &AlertReactionRun,
+    later: &Later,
+    out: &mut Rendering,
+) -> Vec<String> {
+    let closing = &run.spec.closing;
+    let mut parts = Vec::new();
+    if let Some(d) = &closing.silence_duration {
+        parts.push(format!(
+            "while its Jobs run, an Alertmanager silence on the alert's labels (at most {d})"
+        ));
+    }
+    if closing.cancel_on_resolved {
+        parts.push("if the alert resolves first, its active Jobs are deleted (Cancelled)".into());
+    }
+    if let Some(within) = &closing.verify_within {
+        parts.push(format!(
+            "after its Jobs succeed: Remediated if the alert resolves within {within}, else Ineffective"
+        ));
+    }
+    for (phase, when) in [
+        (
+            RunPhase::Succeeded,
+            "onSuccess (Run Succeeded or Remediated)",
+        ),
+        (RunPhase::Failed, "onFailure (Run Failed or Ineffective)"),
+    ] {
+        let status = AlertReactionRunStatus {
+            phase: Some(phase),
+            reason: Some(
+                if phase == RunPhase::Failed {
+                    "JobFailed"
+                } else {
+                    "JobsSucceeded"
+                }
+                .into(),
+            ),
+            jobs: run
+                .spec
+                .actions
+                .iter()
+                .map(|a| RunJob {
+                    action: a.name.clone(),
+                    name: a.job_name.clone(),
+                    phase: if phase == RunPhase::Failed {
+                        JobPhase::Failed
+                    } else {
+                        JobPhase::Succeeded
+                    },
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        for f in closing::follow_up_jobs(reaction, run, &status, later.renderer, later.snapshot) {
+            match f.job {
+                Ok(job) => {
+                    parts.push(format!("{when}: Job {}", f.job_name));
+                    out.jobs.push(with_run_uid(job));
+                }
+                Err(e) => {
+                    out.failed = true;
+                    parts.push(format!("{when}: action {:?}: render failed: {e}", f.action));
+                }
+            }
+        }
+    }
+    parts
 }
 
 /// The Run that owns a planned Job (its name; the API server gives its UID).

@@ -220,8 +220,22 @@ pub struct JobInput<'a> {
     pub defaults: &'a JobDefaults,
 }
 
-/// Renders and assembles the Job.
+/// Renders and assembles the Job of one of `spec.actions` or the `jobTemplate`:
+/// its templates see the Run `Pending`.
 pub fn build_job(input: &JobInput) -> Result<Job, BuildError> {
+    let run = render::run_context(
+        &run_name(input.reaction, input.alert),
+        "Pending",
+        "",
+        "",
+        json!([]),
+    );
+    build_job_with_run(input, run)
+}
+
+/// Renders and assembles a Job whose templates see `run` (an `onSuccess` or
+/// `onFailure` Job sees the Run's outcome).
+pub fn build_job_with_run(input: &JobInput, run: Value) -> Result<Job, BuildError> {
     let JobInput {
         reaction,
         source,
@@ -231,18 +245,19 @@ pub fn build_job(input: &JobInput) -> Result<Job, BuildError> {
         skeleton,
         defaults,
     } = *input;
-    let ctx = render::context(
+    let mut ctx = render::context(
         alert,
         notification,
         &reaction.name,
         &reaction.namespace,
         &source.action_name,
     );
+    ctx["run"] = run;
     let base = skeleton.tree.render(renderer, &ctx)?;
     let rendered = source.tree.render(renderer, &ctx)?;
     let fragment = match source.kind {
-        SourceKind::Action(i) => {
-            let field = format!("spec.actions[{i}]");
+        SourceKind::Action(_) | SourceKind::FollowUp(..) => {
+            let field = source.field();
             let mut action: Action =
                 serde_json::from_value(rendered).map_err(|e| BuildError::Invalid {
                     field: field.clone(),
@@ -280,7 +295,7 @@ pub fn build_job(input: &JobInput) -> Result<Job, BuildError> {
             }
         }
     }
-    finish(&mut job, reaction, &source.action_name, alert, defaults)?;
+    finish(&mut job, reaction, &source.job_action(), alert, defaults)?;
     let name = job.pointer("/metadata/name").cloned();
     serde_json::from_value::<Job>(job).map_err(|e| BuildError::Invalid {
         field: match name {

@@ -5,6 +5,7 @@
 //! action would create (`jobs`). The daemon executes plans; `karo render`
 //! prints them.
 
+pub mod closing;
 pub mod jobs;
 pub mod matching;
 pub mod plan;

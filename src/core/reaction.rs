@@ -24,6 +24,10 @@ pub struct CompiledReaction {
     pub matchers: MatcherSet,
     pub sources: Vec<JobSource>,
     pub cooldown: Option<Duration>,
+    /// `spec.onSuccess`, compiled.
+    pub on_success: Vec<JobSource>,
+    /// `spec.onFailure`, compiled.
+    pub on_failure: Vec<JobSource>,
 }
 
 /// Where one Job of a reaction comes from.
@@ -42,6 +46,56 @@ pub enum SourceKind {
     Action(usize),
     /// `spec.jobTemplate`
     JobTemplate,
+    /// `spec.onSuccess[i]` or `spec.onFailure[i]`
+    FollowUp(FollowUp, usize),
+}
+
+/// Which of the actions run after a Run's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUp {
+    OnSuccess,
+    OnFailure,
+}
+
+impl FollowUp {
+    /// The field of the spec: `onSuccess` or `onFailure`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowUp::OnSuccess => "onSuccess",
+            FollowUp::OnFailure => "onFailure",
+        }
+    }
+
+    /// What a Run that ended in `phase` runs after, if anything.
+    pub fn after(phase: crate::model::run::RunPhase) -> Option<FollowUp> {
+        if phase.is_success() {
+            Some(FollowUp::OnSuccess)
+        } else if phase.is_failure() {
+            Some(FollowUp::OnFailure)
+        } else {
+            None
+        }
+    }
+}
+
+impl JobSource {
+    /// The field the source's templates come from, for errors.
+    pub fn field(&self) -> String {
+        match self.kind {
+            SourceKind::Action(i) => format!("spec.actions[{i}]"),
+            SourceKind::JobTemplate => "spec.jobTemplate".into(),
+            SourceKind::FollowUp(f, i) => format!("spec.{}[{i}]", f.as_str()),
+        }
+    }
+
+    /// The action name its Job's name and labels carry: `onFailure/<name>` for a
+    /// follow-up, so it never collides with one of `spec.actions`.
+    pub fn job_action(&self) -> String {
+        match self.kind {
+            SourceKind::FollowUp(f, _) => format!("{}/{}", f.as_str(), self.action_name),
+            _ => self.action_name.clone(),
+        }
+    }
 }
 
 /// The `Ready` condition's reason for a reaction that does not compile.
@@ -124,6 +178,7 @@ pub fn compile(
         )
     })?;
     let cooldown = spec.cooldown.as_deref().map(check_cooldown).transpose()?;
+    check_closing(spec)?;
     validate_volumes(spec, policy)?;
 
     let mut sources = Vec::new();
@@ -152,7 +207,30 @@ pub fn compile(
         });
     }
 
+    let (mut on_success, mut on_failure) = (Vec::new(), Vec::new());
+    for (which, list, out) in [
+        (FollowUp::OnSuccess, &spec.on_success, &mut on_success),
+        (FollowUp::OnFailure, &spec.on_failure, &mut on_failure),
+    ] {
+        let field = which.as_str();
+        let mut names = BTreeSet::new();
+        for (i, action) in list.iter().enumerate() {
+            validate_action_in(spec, field, i, action, policy)?;
+            check_action_name_in(field, i, &action.name, &mut names, false)?;
+            let tree_value = serde_json::to_value(action)
+                .map_err(|e| Invalid::spec(format!("spec.{field}[{i}]"), e.to_string()))?;
+            let tree = compile_tree(&tree_value, &format!("spec.{field}[{i}]"), renderer)?;
+            out.push(JobSource {
+                action_name: action.name.clone(),
+                kind: SourceKind::FollowUp(which, i),
+                tree,
+            });
+        }
+    }
+
     Ok(CompiledReaction {
+        on_success,
+        on_failure,
         name: ar.metadata.name.clone().unwrap_or_default(),
         namespace: ar.metadata.namespace.clone().unwrap_or_default(),
         uid: ar.metadata.uid.clone().unwrap_or_default(),
@@ -193,6 +271,34 @@ pub fn check_cooldown(cooldown: &str) -> Result<Duration, Invalid> {
     })
 }
 
+/// `onResolved`, `silence` and `verify`: durations that parse, and a reason to
+/// wait for the alert when something runs after it.
+pub fn check_closing(spec: &AlertReactionSpec) -> Result<(), Invalid> {
+    if let Some(d) = spec.silence.as_ref().and_then(|s| s.duration.as_deref()) {
+        match parse_duration(d) {
+            Some(d) if !d.is_zero() => {}
+            _ => {
+                return Err(Invalid::spec(
+                    "spec.silence.duration",
+                    format!("{d:?} is not a duration such as 30m or 2h"),
+                ))
+            }
+        }
+    }
+    if let Some(v) = &spec.verify {
+        match parse_duration(&v.within) {
+            Some(d) if !d.is_zero() => {}
+            _ => {
+                return Err(Invalid::spec(
+                    "spec.verify.within",
+                    format!("{:?} is not a duration such as 5m or 1h", v.within),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Action names are unique and `job` is kept for the `jobTemplate`'s Job;
 /// `names` collects the names seen so far.
 pub fn check_action_name(
@@ -201,15 +307,26 @@ pub fn check_action_name(
     names: &mut BTreeSet<String>,
     has_job_template: bool,
 ) -> Result<(), Invalid> {
+    check_action_name_in("actions", i, name, names, has_job_template)
+}
+
+/// [`check_action_name`] for the action list `list` (`actions`, `onSuccess`, `onFailure`).
+pub fn check_action_name_in(
+    list: &str,
+    i: usize,
+    name: &str,
+    names: &mut BTreeSet<String>,
+    has_job_template: bool,
+) -> Result<(), Invalid> {
     if !name.is_empty() && !names.insert(name.to_string()) {
         return Err(Invalid::spec(
-            format!("spec.actions[{i}].name"),
+            format!("spec.{list}[{i}].name"),
             format!("{name:?} is used by another action"),
         ));
     }
     if has_job_template && name == JOB_TEMPLATE_ACTION {
         return Err(Invalid::spec(
-            format!("spec.actions[{i}].name"),
+            format!("spec.{list}[{i}].name"),
             format!("the action name {JOB_TEMPLATE_ACTION:?} is reserved for the jobTemplate Job"),
         ));
     }
@@ -268,20 +385,31 @@ pub fn validate_action(
     action: &Action,
     policy: &Policy,
 ) -> Result<(), Invalid> {
+    validate_action_in(spec, "actions", i, action, policy)
+}
+
+/// [`validate_action`] for the action list `list` (`actions`, `onSuccess`, `onFailure`).
+pub fn validate_action_in(
+    spec: &AlertReactionSpec,
+    list: &str,
+    i: usize,
+    action: &Action,
+    policy: &Policy,
+) -> Result<(), Invalid> {
     if action.name.is_empty() {
         return Err(Invalid::spec(
-            format!("spec.actions[{i}].name"),
+            format!("spec.{list}[{i}].name"),
             "must not be empty",
         ));
     }
     if action.image.is_empty() {
         return Err(Invalid::spec(
-            format!("spec.actions[{i}].image"),
+            format!("spec.{list}[{i}].image"),
             "must not be empty",
         ));
     }
     for (j, env) in action.env.iter().enumerate() {
-        let field = format!("spec.actions[{i}].env[{j}]");
+        let field = format!("spec.{list}[{i}].env[{j}]");
         match (&env.value, &env.value_from) {
             (Some(_), Some(_)) => {
                 return Err(Invalid::spec(
@@ -311,13 +439,13 @@ pub fn validate_action(
     for (j, m) in action.volume_mounts.iter().enumerate() {
         if !spec.volumes.iter().any(|v| v.name == m.name) {
             return Err(Invalid::spec(
-                format!("spec.actions[{i}].volumeMounts[{j}].name"),
+                format!("spec.{list}[{i}].volumeMounts[{j}].name"),
                 format!("no volume {:?} in spec.volumes", m.name),
             ));
         }
     }
     if let Some(sa) = &action.service_account {
-        check_service_account(policy, sa, &format!("spec.actions[{i}].serviceAccount"))?;
+        check_service_account(policy, sa, &format!("spec.{list}[{i}].serviceAccount"))?;
     }
     Ok(())
 }

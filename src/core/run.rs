@@ -116,6 +116,7 @@ pub fn build_run(
                 n
             },
             actions,
+            closing: crate::core::closing::run_closing(&reaction.spec),
         },
         status: None,
     }
@@ -179,10 +180,7 @@ pub fn gate(
         let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
         let recent = others().find(|o| {
             o.fingerprint == fingerprint
-                && matches!(
-                    o.phase,
-                    RunPhase::Running | RunPhase::Succeeded | RunPhase::Failed
-                )
+                && o.phase.started()
                 && o.started.is_some_and(|t| now.duration_since(t) < window)
         });
         if let Some(o) = recent {

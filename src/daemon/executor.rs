@@ -178,7 +178,6 @@ impl Executor {
                 }
             }
         }
-        self.mark_resolved(&notification, resolved);
 
         let limit = snapshot.config.limits.max_concurrent_creates.max(1);
         let events = NotificationEvents::new(self.events.clone());
@@ -217,6 +216,10 @@ impl Executor {
             .await;
         events.finish();
         self.record(results, &mut summary);
+        for (retry, message) in self.mark_resolved(&notification, resolved, limit).await {
+            summary.retry |= retry;
+            summary.errors.push(message);
+        }
         summary
     }
 
@@ -365,54 +368,62 @@ impl Executor {
     }
 
     /// Marks the Runs of resolved occurrences (their firing Run) with the time
-    /// the alert ended, in the background: retention keeps them
-    /// `runs.retentionAfterResolved` more.
-    fn mark_resolved(
+    /// the alert ended: it cancels or verifies them (`onResolved`, `verify`), and
+    /// retention keeps them `runs.retentionAfterResolved` more. Answered before
+    /// the webhook replies, so a mark that fails for a passing reason is
+    /// delivered again: the errors, each with whether it is worth a retry.
+    async fn mark_resolved(
         &self,
         notification: &Notification,
         resolved: Vec<(Arc<CompiledReaction>, usize)>,
-    ) {
-        if resolved.is_empty() {
-            return;
-        }
-        let marks: Vec<(String, String, Time)> = resolved
-            .into_iter()
-            .map(|(reaction, ai)| {
-                let alert = &notification.alerts[ai];
-                let firing = Alert {
-                    status: AlertStatus::Firing,
-                    ..alert.clone()
-                };
-                let ended = alert
-                    .ends_at
-                    .parse::<jiff::Timestamp>()
-                    .ok()
-                    .filter(|t| t.as_second() > 0)
-                    .unwrap_or_else(jiff::Timestamp::now);
-                (
-                    reaction.namespace.clone(),
-                    jobs::run_name(&reaction, &firing),
-                    Time(ended),
-                )
-            })
-            .collect();
-        let client = self.client.clone();
-        tokio::spawn(async move {
-            for (ns, name, ended) in marks {
-                let api: Api<AlertReactionRun> = Api::namespaced(client.clone(), &ns);
+        limit: usize,
+    ) -> Vec<(bool, String)> {
+        let marks = resolved.into_iter().map(|(reaction, ai)| {
+            let alert = &notification.alerts[ai];
+            let firing = Alert {
+                status: AlertStatus::Firing,
+                ..alert.clone()
+            };
+            let ended = alert
+                .ends_at
+                .parse::<jiff::Timestamp>()
+                .ok()
+                .filter(|t| t.as_second() > 0)
+                .unwrap_or_else(jiff::Timestamp::now);
+            (
+                reaction.namespace.clone(),
+                jobs::run_name(&reaction, &firing),
+                Time(ended),
+            )
+        });
+        futures::stream::iter(marks)
+            .map(|(ns, name, ended)| async move {
+                let api: Api<AlertReactionRun> = Api::namespaced(self.client.clone(), &ns);
                 let patch = json!({"status": {"resolvedAt": ended}});
                 match api
                     .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                 {
-                    Ok(_) => debug!(namespace = %ns, run = %name, "Run marked resolved"),
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Ok(_) => {
+                        debug!(namespace = %ns, run = %name, "Run marked resolved");
+                        None
+                    }
+                    // No Run: the occurrence was not reacted to (or is long gone).
+                    Err(kube::Error::Api(s)) if s.code == 404 => None,
                     Err(e) => {
-                        debug!(namespace = %ns, run = %name, error = %e, "cannot mark the Run resolved")
+                        self.metrics.error(ErrorKind::Api);
+                        warn!(namespace = %ns, run = %name, error = %e, "cannot mark the Run resolved");
+                        Some((
+                            retryable(&e),
+                            format!("cannot mark Run {ns}/{name} resolved: {e}"),
+                        ))
                     }
                 }
-            }
-        });
+            })
+            .buffer_unordered(limit)
+            .filter_map(futures::future::ready)
+            .collect()
+            .await
     }
 
     /// Records an action that needs no Run: suspended, dry run, not renderable.

@@ -8,10 +8,12 @@
 //! - `status` is the one writer of the AlertReaction status, `events` the one
 //!   publisher of Events;
 //! - `reload` owns the configuration and publishes each new snapshot;
+//! - `alertmanager` is the client of Alertmanager's API (silences, alerts);
 //! - `metrics`, `telemetry` and `readiness` are what the others report through.
 //!
 //! Each background task holds the narrow handles it needs, never the whole.
 
+pub mod alertmanager;
 pub mod controller;
 pub mod events;
 pub mod executor;

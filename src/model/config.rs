@@ -39,6 +39,7 @@ pub struct Config {
     pub policy: Policy,
     pub runs: RunsConfig,
     pub leader_election: LeaderElection,
+    pub alertmanager: AlertmanagerConfig,
 }
 
 impl Default for Config {
@@ -56,6 +57,7 @@ impl Default for Config {
             policy: Policy::default(),
             runs: RunsConfig::default(),
             leader_election: LeaderElection::default(),
+            alertmanager: AlertmanagerConfig::default(),
         }
     }
 }
@@ -259,6 +261,52 @@ impl LeaderElection {
     }
 }
 
+/// Alertmanager's API, for the silences Karo keeps while a Run is active and for
+/// asking whether an alert still fires. Without `url`, those features are off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AlertmanagerConfig {
+    /// Base URL, `http(s)://host:port` plus Alertmanager's route prefix, if any.
+    pub url: Option<String>,
+    /// Credentials Karo sends; the files are read at every request, so a rotated
+    /// Secret needs no restart.
+    pub auth: AuthConfig,
+    pub tls: ClientTlsConfig,
+    /// Each request (connecting included) gives up after this long.
+    pub timeout_seconds: u64,
+}
+
+/// The longest `alertmanager.timeoutSeconds`.
+const MAX_ALERTMANAGER_TIMEOUT_SECONDS: u64 = 300;
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        AlertmanagerConfig {
+            url: None,
+            auth: AuthConfig::default(),
+            tls: ClientTlsConfig::default(),
+            timeout_seconds: 10,
+        }
+    }
+}
+
+impl AlertmanagerConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_seconds)
+    }
+}
+
+/// How Karo checks the certificate of a server it calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ClientTlsConfig {
+    /// PEM bundle of CAs trusted besides the built-in roots.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (testing only: anyone on the path can impersonate
+    /// the server).
+    pub insecure_skip_verify: bool,
+}
+
 /// Settings given on the command line; they form the last layer.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -394,7 +442,7 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
 /// The config's top-level keys. Other `KARO_*` variables are not Karo's settings:
 /// Kubernetes itself sets `KARO_SERVICE_HOST`, `KARO_PORT` and the like in every
 /// pod of a namespace with a Service named `karo`.
-const TOP_LEVEL_KEYS: [&str; 12] = [
+const TOP_LEVEL_KEYS: [&str; 13] = [
     "logLevel",
     "logFormat",
     "http",
@@ -407,6 +455,7 @@ const TOP_LEVEL_KEYS: [&str; 12] = [
     "policy",
     "runs",
     "leaderElection",
+    "alertmanager",
 ];
 
 fn top_segment(key: &str) -> &str {
@@ -509,38 +558,8 @@ impl Config {
                 "`certFile` and `keyFile` are required when `enabled` is true",
             ));
         }
-        match self.webhook.auth.kind {
-            AuthType::None => {}
-            AuthType::Basic => {
-                if self
-                    .webhook
-                    .auth
-                    .username
-                    .as_deref()
-                    .unwrap_or("")
-                    .is_empty()
-                {
-                    problems.push(FieldError::new(
-                        "webhook.auth.username",
-                        "required when `type` is basic",
-                    ));
-                }
-                if self.webhook.auth.password_file.is_none() {
-                    problems.push(FieldError::new(
-                        "webhook.auth.passwordFile",
-                        "required when `type` is basic",
-                    ));
-                }
-            }
-            AuthType::Bearer => {
-                if self.webhook.auth.token_file.is_none() {
-                    problems.push(FieldError::new(
-                        "webhook.auth.tokenFile",
-                        "required when `type` is bearer",
-                    ));
-                }
-            }
-        }
+        check_auth("webhook.auth", &self.webhook.auth, &mut problems);
+        check_alertmanager(&self.alertmanager, &mut problems);
         if let Some(v) = self.job_defaults.ttl_seconds_after_finished {
             if v < 0 {
                 problems.push(FieldError::new(
@@ -571,6 +590,121 @@ impl Config {
             Err(ConfigError { problems })
         }
     }
+}
+
+/// The keys an auth `type` needs, under `key` (`webhook.auth`).
+fn check_auth(key: &str, auth: &AuthConfig, problems: &mut Vec<FieldError>) {
+    match auth.kind {
+        AuthType::None => {}
+        AuthType::Basic => {
+            if auth.username.as_deref().unwrap_or("").is_empty() {
+                problems.push(FieldError::new(
+                    format!("{key}.username"),
+                    "required when `type` is basic",
+                ));
+            }
+            if auth.password_file.is_none() {
+                problems.push(FieldError::new(
+                    format!("{key}.passwordFile"),
+                    "required when `type` is basic",
+                ));
+            }
+        }
+        AuthType::Bearer => {
+            if auth.token_file.is_none() {
+                problems.push(FieldError::new(
+                    format!("{key}.tokenFile"),
+                    "required when `type` is bearer",
+                ));
+            }
+        }
+    }
+}
+
+fn check_alertmanager(am: &AlertmanagerConfig, problems: &mut Vec<FieldError>) {
+    if let Some(raw) = &am.url {
+        if let Err(reason) = check_http_url(raw) {
+            problems.push(FieldError::new("alertmanager.url", reason));
+        }
+    }
+    check_auth("alertmanager.auth", &am.auth, problems);
+    // Read at every request: a file that is not there now would fail every one.
+    let files = [
+        (
+            "alertmanager.auth.passwordFile",
+            am.auth.password_file.as_ref(),
+            am.auth.kind == AuthType::Basic,
+        ),
+        (
+            "alertmanager.auth.tokenFile",
+            am.auth.token_file.as_ref(),
+            am.auth.kind == AuthType::Bearer,
+        ),
+    ];
+    for (key, path, used) in files {
+        if let (Some(path), true) = (path, used) {
+            if let Err(e) = std::fs::read(path) {
+                problems.push(FieldError::new(
+                    key,
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        }
+    }
+    if let Some(path) = &am.tls.ca_file {
+        match std::fs::read(path) {
+            Err(e) => problems.push(FieldError::new(
+                "alertmanager.tls.caFile",
+                format!("cannot read {}: {e}", path.display()),
+            )),
+            Ok(pem)
+                if !pem
+                    .windows(PEM_CERTIFICATE.len())
+                    .any(|w| w == PEM_CERTIFICATE) =>
+            {
+                problems.push(FieldError::new(
+                    "alertmanager.tls.caFile",
+                    format!("{} holds no PEM certificate", path.display()),
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    if !(1..=MAX_ALERTMANAGER_TIMEOUT_SECONDS).contains(&am.timeout_seconds) {
+        problems.push(FieldError::new(
+            "alertmanager.timeoutSeconds",
+            format!(
+                "must be from 1 to {MAX_ALERTMANAGER_TIMEOUT_SECONDS}, got {}",
+                am.timeout_seconds
+            ),
+        ));
+    }
+}
+
+const PEM_CERTIFICATE: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
+/// An http or https URL with a host, no credentials (they would end up in logs
+/// and errors), and no query or fragment (API paths are appended to it).
+pub(crate) fn check_http_url(raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|e| {
+        format!("must be an http or https URL such as `http://alertmanager:9093`, got {raw:?}: {e}")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "must be an http or https URL, got scheme `{}`",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("must name a host, got {raw:?}"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials: set `alertmanager.auth`".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("must have no query or fragment, got {raw:?}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -702,5 +836,130 @@ mod tests {
             assert!(msg.contains("config.yaml"), "{msg}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn alertmanager_is_off_by_default_and_set_by_file_or_environment() {
+        let d = Config::default().alertmanager;
+        assert_eq!(d.url, None);
+        assert_eq!(d.auth.kind, AuthType::None);
+        assert_eq!(d.timeout_seconds, 10);
+        assert!(!d.tls.insecure_skip_verify);
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("password", "s3cret\n")?;
+            jail.create_file(
+                "config.yaml",
+                "alertmanager:\n  url: https://am.example:9093/am\n  auth:\n    type: basic\n    username: karo\n    passwordFile: password\n  tls:\n    insecureSkipVerify: true\n  timeoutSeconds: 3\n",
+            )?;
+            let path = jail.directory().join("config.yaml");
+            let c = load(Some(&path), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.alertmanager.url.as_deref(),
+                Some("https://am.example:9093/am")
+            );
+            assert_eq!(c.alertmanager.auth.kind, AuthType::Basic);
+            assert_eq!(c.alertmanager.auth.password_file, Some("password".into()));
+            assert!(c.alertmanager.tls.insecure_skip_verify);
+            assert_eq!(c.alertmanager.timeout(), Duration::from_secs(3));
+            jail.set_env("KARO_ALERTMANAGER__URL", "http://other:9093");
+            jail.set_env("KARO_ALERTMANAGER__TIMEOUT_SECONDS", "20");
+            let c = load(Some(&path), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.alertmanager.url.as_deref(), Some("http://other:9093"));
+            assert_eq!(c.alertmanager.timeout_seconds, 20);
+            Ok(())
+        });
+    }
+
+    /// The keys of the problems `validate` finds in `config`.
+    fn problem_keys(config: &Config) -> Vec<String> {
+        match config.validate() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.problems.into_iter().map(|p| p.path).collect(),
+        }
+    }
+
+    #[test]
+    fn alertmanager_problems_name_their_key() {
+        let with = |f: &dyn Fn(&mut AlertmanagerConfig)| {
+            let mut c = Config::default();
+            f(&mut c.alertmanager);
+            problem_keys(&c)
+        };
+        let url = vec!["alertmanager.url".to_string()];
+        for bad in [
+            "",
+            "alertmanager:9093",
+            "ftp://alertmanager:9093",
+            "http://",
+            "http://user:pass@alertmanager:9093",
+            "http://alertmanager:9093/?x=1",
+            "unix:///run/am.sock",
+        ] {
+            assert_eq!(with(&|a| a.url = Some(bad.into())), url, "{bad:?}");
+        }
+        for good in ["http://127.0.0.1:9093", "https://am.monitoring.svc/prefix/"] {
+            assert_eq!(
+                with(&|a| a.url = Some(good.into())),
+                Vec::<String>::new(),
+                "{good}"
+            );
+        }
+        assert_eq!(
+            with(&|a| a.auth.kind = AuthType::Basic),
+            [
+                "alertmanager.auth.username",
+                "alertmanager.auth.passwordFile"
+            ]
+        );
+        assert_eq!(
+            with(&|a| a.auth.kind = AuthType::Bearer),
+            ["alertmanager.auth.tokenFile"]
+        );
+        assert_eq!(
+            with(&|a| {
+                a.auth.kind = AuthType::Bearer;
+                a.auth.token_file = Some("/nonexistent/token".into());
+            }),
+            ["alertmanager.auth.tokenFile"]
+        );
+        assert_eq!(
+            with(&|a| a.tls.ca_file = Some("/nonexistent/ca.pem".into())),
+            ["alertmanager.tls.caFile"]
+        );
+        for t in [0, 301] {
+            assert_eq!(
+                with(&|a| a.timeout_seconds = t),
+                ["alertmanager.timeoutSeconds"]
+            );
+        }
+        assert_eq!(with(&|a| a.timeout_seconds = 300), Vec::<String>::new());
+    }
+
+    #[test]
+    fn alertmanager_files_must_be_readable_and_the_ca_a_certificate() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t\n").expect("token");
+        let not_pem = dir.path().join("ca.txt");
+        std::fs::write(&not_pem, "hello").expect("ca");
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("ca");
+        let mut c = Config::default();
+        c.alertmanager.url = Some("https://am:9093".into());
+        c.alertmanager.auth.kind = AuthType::Bearer;
+        c.alertmanager.auth.token_file = Some(token);
+        c.alertmanager.tls.ca_file = Some(pem);
+        assert_eq!(problem_keys(&c), Vec::<String>::new());
+        c.alertmanager.tls.ca_file = Some(not_pem.clone());
+        let err = c.validate().expect_err("an error");
+        assert_eq!(err.problems[0].path, "alertmanager.tls.caFile");
+        assert!(
+            err.problems[0].reason.contains(&*not_pem.to_string_lossy()),
+            "{err}"
+        );
     }
 }

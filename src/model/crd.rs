@@ -91,6 +91,73 @@ pub struct AlertReactionSpec {
     /// Overrides the configured `jobDefaults.activeDeadlineSeconds`.
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
+
+    /// `Cancel`: the alert's resolved notification deletes the occurrence's
+    /// active Jobs and ends its Run `Cancelled`. `Keep` (default): they run on.
+    #[serde(default, skip_serializing_if = "OnResolved::is_keep")]
+    #[schemars(default = "OnResolved::default")]
+    pub on_resolved: OnResolved,
+
+    /// An Alertmanager silence on the alert's exact labels while the Run's Jobs
+    /// run; expired when they succeed, at once when they fail or are cancelled.
+    pub silence: Option<SilenceSpec>,
+
+    /// After the Jobs succeed, wait for the alert to resolve: `Remediated` when it
+    /// does, `Ineffective` when it still fires after `within`.
+    pub verify: Option<VerifySpec>,
+
+    /// Actions run once when a Run ends `Succeeded` or `Remediated`. Their
+    /// templates also see `run` (name, phase, reason, message, jobs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<Action>,
+
+    /// Actions run once when a Run ends `Failed` or `Ineffective`: escalation,
+    /// notification. Their templates also see `run`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<Action>,
+}
+
+/// What the alert's resolved notification does to a Run still running.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum OnResolved {
+    #[default]
+    Keep,
+    Cancel,
+}
+
+impl OnResolved {
+    fn is_keep(&self) -> bool {
+        *self == OnResolved::Keep
+    }
+}
+
+/// `spec.silence`: keep the alert quiet while the remediation runs.
+#[skip_serializing_none]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SilenceSpec {
+    /// Off when false (default true).
+    #[serde(default = "yes")]
+    #[schemars(default = "yes")]
+    pub enabled: bool,
+    /// The longest the silence lasts (default `1h`); it ends earlier with the Jobs.
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub duration: Option<String>,
+    /// Added to the silence's comment, which always names the Run and the reaction.
+    pub comment: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `spec.verify`: how long the alert may keep firing after the Jobs succeeded.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifySpec {
+    /// Example: `5m`.
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub within: String,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -378,9 +445,9 @@ pub struct AlertReactionStatus {
     pub last_jobs_created: Vec<JobReference>,
     /// The Run that finished last.
     pub last_run: Option<RunReference>,
-    /// Runs that ended `Succeeded`.
+    /// Runs that ended `Succeeded` or `Remediated`.
     pub succeeded_runs: Option<i64>,
-    /// Runs that ended `Failed`.
+    /// Runs that ended `Failed` or `Ineffective`.
     pub failed_runs: Option<i64>,
 }
 

@@ -48,6 +48,37 @@ pub struct AlertReactionRunSpec {
     /// The Jobs this Run creates, rendered when the occurrence was accepted.
     #[serde(default)]
     pub actions: Vec<RunAction>,
+    /// What follows the Jobs, from the reaction when the occurrence was accepted.
+    #[serde(default, skip_serializing_if = "RunClosing::is_empty")]
+    pub closing: RunClosing,
+}
+
+/// The reaction's `onResolved`, `silence` and `verify`, fixed for the Run's life.
+#[skip_serializing_none]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunClosing {
+    /// `Cancel`: the resolved notification cancels the Run's active Jobs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_on_resolved: bool,
+    /// How long the silence lasts at most, as `1h`; none: no silence.
+    pub silence_duration: Option<String>,
+    /// The reaction's `silence.comment`.
+    pub silence_comment: Option<String>,
+    /// How long the alert may fire after the Jobs succeeded, as `5m`; none: no check.
+    pub verify_within: Option<String>,
+    /// The `onSuccess` actions to run after a good outcome, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<String>,
+    /// The `onFailure` actions to run after a bad outcome, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<String>,
+}
+
+impl RunClosing {
+    pub fn is_empty(&self) -> bool {
+        *self == RunClosing::default()
+    }
 }
 
 /// The AlertReaction a Run belongs to, at the generation that accepted it.
@@ -182,20 +213,32 @@ pub enum RunPhase {
     Pending,
     /// Its Jobs are created and not all finished.
     Running,
+    /// Its Jobs succeeded; waiting for the alert to resolve (`verify`).
+    Verifying,
     /// Every Job succeeded.
     Succeeded,
+    /// Every Job succeeded and the alert resolved within `verify.within`.
+    Remediated,
+    /// Every Job succeeded and the alert still fired after `verify.within`.
+    Ineffective,
     /// A Job failed, was rejected or disappeared before its outcome was seen.
     Failed,
+    /// The alert resolved while the Jobs ran (`onResolved: Cancel`); they were deleted.
+    Cancelled,
     /// Not run: `reason` says why (cooldown, concurrency, rate limit).
     Skipped,
 }
 
 impl RunPhase {
-    pub const ALL: [RunPhase; 5] = [
+    pub const ALL: [RunPhase; 9] = [
         RunPhase::Pending,
         RunPhase::Running,
+        RunPhase::Verifying,
         RunPhase::Succeeded,
+        RunPhase::Remediated,
+        RunPhase::Ineffective,
         RunPhase::Failed,
+        RunPhase::Cancelled,
         RunPhase::Skipped,
     ];
 
@@ -203,18 +246,37 @@ impl RunPhase {
         match self {
             RunPhase::Pending => "Pending",
             RunPhase::Running => "Running",
+            RunPhase::Verifying => "Verifying",
             RunPhase::Succeeded => "Succeeded",
+            RunPhase::Remediated => "Remediated",
+            RunPhase::Ineffective => "Ineffective",
             RunPhase::Failed => "Failed",
+            RunPhase::Cancelled => "Cancelled",
             RunPhase::Skipped => "Skipped",
         }
     }
 
-    /// A finished Run does not change any more.
+    /// A finished Run's phase does not change any more.
     pub fn is_finished(self) -> bool {
-        matches!(
+        !matches!(
             self,
-            RunPhase::Succeeded | RunPhase::Failed | RunPhase::Skipped
+            RunPhase::Pending | RunPhase::Running | RunPhase::Verifying
         )
+    }
+
+    /// Its Jobs were created (it was not skipped, and is past `Pending`).
+    pub fn started(self) -> bool {
+        !matches!(self, RunPhase::Pending | RunPhase::Skipped)
+    }
+
+    /// Ended well: `onSuccess` runs.
+    pub fn is_success(self) -> bool {
+        matches!(self, RunPhase::Succeeded | RunPhase::Remediated)
+    }
+
+    /// Ended badly: `onFailure` runs.
+    pub fn is_failure(self) -> bool {
+        matches!(self, RunPhase::Failed | RunPhase::Ineffective)
     }
 }
 
@@ -243,6 +305,37 @@ pub struct AlertReactionRunStatus {
     pub last_seen: Option<Time>,
     /// When the alert's resolved notification arrived.
     pub resolved_at: Option<Time>,
+    /// The Alertmanager silence kept while the Jobs run (`spec.silence`).
+    pub silence: Option<RunSilence>,
+    /// `Verifying` ends `Ineffective` at this time unless the alert resolves.
+    pub verify_deadline: Option<Time>,
+    /// The `onSuccess` or `onFailure` Jobs run after the outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow_up: Vec<RunJob>,
+}
+
+/// A Run's Alertmanager silence.
+#[skip_serializing_none]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSilence {
+    /// The silence's ID in Alertmanager.
+    pub id: Option<String>,
+    pub state: SilenceState,
+    /// Why it could not be created or expired.
+    pub message: Option<String>,
+}
+
+/// Where a Run's silence is.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum SilenceState {
+    /// Created; the alert is quiet.
+    #[default]
+    Active,
+    /// Expired by Karo: the alert notifies again.
+    Expired,
+    /// Could not be created (the remediation went on without it).
+    Failed,
 }
 
 /// One Job of a Run and its outcome.
@@ -270,6 +363,8 @@ pub enum JobPhase {
     Failed,
     /// Deleted before Karo saw its outcome.
     Lost,
+    /// Deleted by Karo when the alert resolved (`onResolved: Cancel`).
+    Cancelled,
 }
 
 impl JobPhase {

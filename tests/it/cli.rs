@@ -85,6 +85,13 @@ const EXAMPLES: &[(&str, &str, &str, usize)] = &[
         "examples/payloads/test-alert.json",
         1,
     ),
+    // The restart, then its onSuccess and its onFailure Job.
+    (
+        "closing-the-loop",
+        "examples/closing-the-loop.yaml",
+        "examples/payloads/closing-the-loop.json",
+        3,
+    ),
 ];
 
 #[test]

@@ -6,6 +6,7 @@
 
 mod agreement;
 mod alert_to_job;
+mod alertmanager_api;
 mod architecture;
 mod chart;
 mod cli;

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
 use super::bins;
-use super::process::{Proc, TestDir};
+use super::process::{run_output, Proc, TestDir};
 use super::ready::{start_on_free_port, Probe};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -58,6 +58,59 @@ impl Alertmanager {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `http://127.0.0.1:<port>`: its API and UI.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `GET /api/v2/silences`: every silence, expired ones included.
+    pub async fn silences(&self) -> Vec<Value> {
+        self.get_json("/api/v2/silences").await
+    }
+
+    /// `GET /api/v2/alerts`: the alerts that have not ended, with their state
+    /// (`active`, `suppressed` with `silencedBy`, `unprocessed`).
+    pub async fn alerts(&self) -> Vec<Value> {
+        self.get_json("/api/v2/alerts").await
+    }
+
+    async fn get_json(&self, path: &str) -> Vec<Value> {
+        let url = format!("{}{path}", self.url);
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        resp.json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: not a JSON list: {e}"))
+    }
+
+    /// `amtool --alertmanager.url=<url> -o json <args>` (Alertmanager's own client;
+    /// `tests/platform/setup.sh` installs it): its JSON output.
+    pub fn amtool(&self, args: &[&str]) -> Value {
+        let mut cmd = Command::new(bins::amtool().unwrap_or_else(|e| panic!("{e:#}")));
+        cmd.arg(format!("--alertmanager.url={}", self.url))
+            .args(["-o", "json"])
+            .args(args);
+        let out = run_output(cmd, None).expect("running amtool");
+        assert!(
+            out.status.success(),
+            "amtool {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "amtool {}: not JSON ({e}): {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 
     /// Posts a firing alert (`startsAt` and `endsAt` left to Alertmanager).

@@ -21,9 +21,41 @@ pub struct KaroProcess {
     // Field order matters: the process is killed before its dirs are removed.
     proc: Proc,
     url: String,
+    /// How it was started, for `restart`.
+    launch: Launch,
     _dir: TestDir,
     /// Holds `config.yaml` when Karo was started with `start_with_config`.
     config: Option<TestDir>,
+}
+
+/// What `karo run` is started with besides its port.
+struct Launch {
+    kubeconfig: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Launch {
+    /// `karo run --http-port <port> <args>` in `dir`, logging to `dir/karo.log`.
+    fn spawn(&self, dir: &Path, port: u16) -> Result<(Proc, Probe, String)> {
+        let mut cmd = Command::new(karo_bin());
+        cmd.current_dir(dir)
+            .arg("run")
+            .arg("--http-port")
+            .arg(port.to_string())
+            .args(&self.args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KARO_HTTP__PORT", port.to_string());
+        if !self.env.iter().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info,karo=debug");
+        }
+        // Plain text, so that tests can search the log.
+        cmd.env("NO_COLOR", "1");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let proc = Proc::spawn("karo", cmd, &dir.join("karo.log"))?;
+        let url = format!("http://127.0.0.1:{port}");
+        Ok((proc, Probe::get(format!("{url}/readyz")), url))
+    }
 }
 
 impl KaroProcess {
@@ -35,29 +67,22 @@ impl KaroProcess {
         env: &[(&str, &str)],
     ) -> Result<KaroProcess> {
         let dir = TestDir::new("karo")?;
+        let launch = Launch {
+            kubeconfig: kubeconfig.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
         let (proc, _, url) = start_on_free_port(KARO_READY_TIMEOUT, |port, _| {
-            let mut cmd = Command::new(karo_bin());
-            cmd.current_dir(dir.path())
-                .arg("run")
-                .arg("--http-port")
-                .arg(port.to_string())
-                .args(args)
-                .env("KUBECONFIG", kubeconfig)
-                .env("KARO_HTTP__PORT", port.to_string());
-            if !env.iter().any(|(k, _)| *k == "RUST_LOG") {
-                cmd.env("RUST_LOG", "info,karo=debug");
-            }
-            // Plain text, so that tests can search the log.
-            cmd.env("NO_COLOR", "1");
-            cmd.envs(env.iter().copied());
-            let proc = Proc::spawn("karo", cmd, &dir.path().join("karo.log"))?;
-            let url = format!("http://127.0.0.1:{port}");
-            Ok((proc, Probe::get(format!("{url}/readyz")), url))
+            launch.spawn(dir.path(), port)
         })
         .await?;
         Ok(KaroProcess {
             proc,
             url,
+            launch,
             _dir: dir,
             config: None,
         })
@@ -73,6 +98,55 @@ impl KaroProcess {
         let mut karo = KaroProcess::start(kubeconfig, &["--config", &path], &[]).await?;
         karo.config = Some(dir);
         Ok(karo)
+    }
+
+    /// `start_with_config` on `port` (from `free_port`), for a test that must name
+    /// Karo's webhook before Karo starts, as an Alertmanager config does.
+    pub async fn start_with_config_on_port(
+        kubeconfig: &Path,
+        config: &str,
+        port: u16,
+    ) -> Result<KaroProcess> {
+        let config_dir = TestDir::new("karo-config")?;
+        let file = config_dir.path().join("config.yaml");
+        std::fs::write(&file, config)?;
+        let dir = TestDir::new("karo")?;
+        let launch = Launch {
+            kubeconfig: kubeconfig.to_path_buf(),
+            args: vec!["--config".into(), file.to_string_lossy().to_string()],
+            env: Vec::new(),
+        };
+        let (mut proc, probe, url) = launch.spawn(dir.path(), port)?;
+        probe.wait(&mut proc, KARO_READY_TIMEOUT).await?;
+        Ok(KaroProcess {
+            proc,
+            url,
+            launch,
+            _dir: dir,
+            config: Some(config_dir),
+        })
+    }
+
+    /// SIGKILL and reap: no graceful stop, the Lease stays held until it expires.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// After `kill`: starts Karo again with the same arguments, config file and
+    /// port (as a crashed pod comes back behind its Service), and waits until
+    /// `/readyz` is 200. Its output goes on in the same log.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.proc.kill();
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .expect("Karo's URL ends with its port");
+        let (mut proc, probe, _) = self.launch.spawn(self._dir.path(), port)?;
+        let ready = probe.wait(&mut proc, KARO_READY_TIMEOUT).await;
+        self.proc = proc;
+        ready
     }
 
     /// The config file given to `start_with_config`.

@@ -78,6 +78,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "karo.configDir" -}}/etc/karo/config{{- end }}
 {{- define "karo.tlsDir" -}}/etc/karo/tls{{- end }}
 {{- define "karo.authDir" -}}/etc/karo/auth{{- end }}
+{{- define "karo.alertmanagerAuthDir" -}}/etc/karo/alertmanager-auth{{- end }}
+{{- define "karo.alertmanagerTlsDir" -}}/etc/karo/alertmanager-tls{{- end }}
+
+{{/* `config.alertmanager.auth.type`, `none` when unset. */}}
+{{- define "karo.alertmanagerAuthType" -}}
+{{- $am := default dict .Values.config.alertmanager }}
+{{- (default dict $am.auth).type | default "none" }}
+{{- end }}
 
 {{/*
 Checks of combinations the schema cannot express well; a clear message beats a
@@ -97,6 +105,21 @@ Karo that crash-loops.
 {{- if and (not $auth.existingSecret) (not $auth.token) }}
 {{- fail "webhook.auth.type is bearer: set webhook.auth.token or webhook.auth.existingSecret" }}
 {{- end }}
+{{- end }}
+{{- $amAuth := default dict (default dict .Values.config.alertmanager).auth }}
+{{- $amType := include "karo.alertmanagerAuthType" . }}
+{{- $amSecret := .Values.alertmanager.auth.existingSecret }}
+{{- if and (eq $amType "basic") (not $amAuth.username) }}
+{{- fail "config.alertmanager.auth.type is basic: set config.alertmanager.auth.username" }}
+{{- end }}
+{{- if and (eq $amType "basic") (not $amSecret) (not $amAuth.passwordFile) }}
+{{- fail "config.alertmanager.auth.type is basic: set alertmanager.auth.existingSecret (the Secret holding the password)" }}
+{{- end }}
+{{- if and (eq $amType "bearer") (not $amSecret) (not $amAuth.tokenFile) }}
+{{- fail "config.alertmanager.auth.type is bearer: set alertmanager.auth.existingSecret (the Secret holding the token)" }}
+{{- end }}
+{{- if and $amSecret (eq $amType "none") }}
+{{- fail "alertmanager.auth.existingSecret is set: set config.alertmanager.auth.type to basic or bearer" }}
 {{- end }}
 {{- if and (include "karo.tlsEnabled" .) (eq (int .Values.webhook.port) (int .Values.service.targetPort)) }}
 {{- fail "webhook.port and service.targetPort must differ: Karo serves HTTPS on one and HTTP on the other" }}
@@ -131,7 +154,45 @@ the chart's values (see the comment on `config` in values.yaml).
 {{- $_ := set $config "http" $http }}
 {{- $_ := set $config "jobTemplateFile" (printf "%s/job.yaml" (include "karo.configDir" .)) }}
 {{- $_ := set $config "leaderElection" (include "karo.leaderElection" . | fromYaml) }}
+{{- $_ := set $config "alertmanager" (include "karo.alertmanager" . | fromYaml) }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/*
+`config.alertmanager` with the files of the Secrets the pod mounts
+(`alertmanager.auth.existingSecret`, `alertmanager.tls.caSecret`), and without the
+empty strings that stand for "not set" in values.yaml (Karo would read `url: ""` as a
+URL).
+*/}}
+{{- define "karo.alertmanager" -}}
+{{- $am := deepCopy (default dict .Values.config.alertmanager) }}
+{{- $auth := deepCopy (default dict $am.auth) }}
+{{- $tls := deepCopy (default dict $am.tls) }}
+{{- $type := include "karo.alertmanagerAuthType" . }}
+{{- if .Values.alertmanager.auth.existingSecret }}
+{{- if eq $type "basic" }}
+{{- $_ := set $auth "passwordFile" (printf "%s/password" (include "karo.alertmanagerAuthDir" .)) }}
+{{- else if eq $type "bearer" }}
+{{- $_ := set $auth "tokenFile" (printf "%s/token" (include "karo.alertmanagerAuthDir" .)) }}
+{{- end }}
+{{- end }}
+{{- if .Values.alertmanager.tls.caSecret }}
+{{- $_ := set $tls "caFile" (printf "%s/ca.crt" (include "karo.alertmanagerTlsDir" .)) }}
+{{- end }}
+{{- range $key := list "username" "passwordFile" "tokenFile" }}
+{{- if not (get $auth $key) }}
+{{- $_ := unset $auth $key }}
+{{- end }}
+{{- end }}
+{{- if not $tls.caFile }}
+{{- $_ := unset $tls "caFile" }}
+{{- end }}
+{{- if not $am.url }}
+{{- $_ := unset $am "url" }}
+{{- end }}
+{{- $_ := set $am "auth" $auth }}
+{{- $_ := set $am "tls" $tls }}
+{{- toYaml $am }}
 {{- end }}
 
 {{/*

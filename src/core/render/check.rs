@@ -53,6 +53,17 @@ pub(super) const CONTEXT_SHAPE: &[(&str, Shape)] = &[
         Shape::Object(&[("name", Shape::Str), ("namespace", Shape::Str)]),
     ),
     ("action", Shape::Object(&[("name", Shape::Str)])),
+    ("run", Shape::Object(RUN_SHAPE)),
+];
+
+/// `run`: the Run of the occurrence. Its outcome is known to `onSuccess` and
+/// `onFailure` only; the Jobs of `actions` see it `Pending`.
+const RUN_SHAPE: &[(&str, Shape)] = &[
+    ("name", Shape::Str),
+    ("phase", Shape::Str),
+    ("reason", Shape::Str),
+    ("message", Shape::Str),
+    ("jobs", Shape::Any),
 ];
 
 /// The context value of one block level: the root, or the inside of `#each`/`#with`.

@@ -256,6 +256,18 @@ pub fn context(
         },
         "reaction": {"name": reaction_name, "namespace": reaction_namespace},
         "action": {"name": action_name},
+        "run": run_context("", "Pending", "", "", serde_json::json!([])),
+    })
+}
+
+/// The `run` of the template context.
+pub fn run_context(name: &str, phase: &str, reason: &str, message: &str, jobs: Value) -> Value {
+    serde_json::json!({
+        "name": name,
+        "phase": phase,
+        "reason": reason,
+        "message": message,
+        "jobs": jobs,
     })
 }
 

@@ -16,73 +16,38 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, LogParams, PostParams};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::{Controller, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+pub use super::ctx::Runner;
+use super::ctx::{create_job, finish_at, log_tail, ours, write_status, Created, Ctx, RunError};
+use crate::core::closing as closing_core;
 use crate::core::jobs::LABEL_MANAGED_BY;
 use crate::core::reaction::object_ref;
-use crate::core::run::{self, RunView, Verdict};
-use crate::core::snapshot::Snapshot;
-use crate::daemon::events::EventSender;
-use crate::daemon::executor::retryable;
-use crate::daemon::index::{Entry, ReactionIndex};
-use crate::daemon::limits::RateLimiter;
-use crate::daemon::metrics::{ErrorKind, Metrics, SkipReason};
+use crate::core::run::{self, Verdict};
+use crate::daemon::index::Entry;
+use crate::daemon::metrics::{ErrorKind, SkipReason};
+use crate::daemon::runs::closing;
 use crate::daemon::runs::gatekeeper::Gatekeeper;
 use crate::daemon::runs::retention;
-use crate::daemon::status::{StatusDelta, StatusHandle};
-use crate::model::crd::{JobReference, RunReference};
-use crate::model::duration;
+use crate::daemon::status::StatusDelta;
+use crate::model::crd::JobReference;
 use crate::model::run::{
     AlertReactionRun, AlertReactionRunStatus, JobPhase, RunAction, RunJob, RunPhase,
 };
 
-/// The longest a failed container's log or message kept on the Run.
-const LOG_TAIL_BYTES: usize = 2048;
 /// Runs reconciled at once.
 const CONCURRENCY: u16 = 16;
 /// A running Run is looked at again at least this often (Jobs adopted from an
 /// earlier release are not owned by it, so their changes do not wake it).
 const RECHECK: Duration = Duration::from_secs(30);
-
-/// What the runner works with.
-pub struct Runner {
-    pub client: Client,
-    pub index: Arc<ReactionIndex>,
-    pub snapshots: watch::Receiver<Arc<Snapshot>>,
-    pub status: StatusHandle,
-    pub events: EventSender,
-    pub metrics: Arc<Metrics>,
-    /// The global Job creation budget (`limits.maxJobsPerMinute`).
-    pub rate: RateLimiter,
-}
-
-/// One namespace's (or all namespaces') reconciler state for a leadership term.
-struct Ctx {
-    /// Run UID to when its Job creation may be tried again.
-    backoff: std::sync::Mutex<HashMap<String, std::time::Instant>>,
-    runner: Arc<Runner>,
-    gatekeeper: Arc<Gatekeeper>,
-    store: Store<AlertReactionRun>,
-    /// Karo's Jobs, from a watch: a reconcile reads them without an API call.
-    jobs: Store<Job>,
-}
-
-/// Why a reconcile stopped early; the Run is looked at again with backoff.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("API request failed: {0}")]
-    Api(#[from] kube::Error),
-}
 
 impl Runner {
     /// Follows Runs while `leading` is true, until the process ends.
@@ -131,14 +96,27 @@ impl Runner {
             };
             let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}=karo"));
             let (job_store, job_writer) = reflector::store::<Job>();
+            // A Job's change wakes its Run only once the store holds it, so the
+            // reconcile reads the change it was woken for.
+            let (changed, changes) = tokio::sync::mpsc::unbounded_channel::<Job>();
             tasks.push(tokio::spawn(
-                reflector(job_writer, watcher(jobs.clone(), managed.clone()))
+                reflector(job_writer, watcher(jobs, managed))
                     .default_backoff()
                     .touched_objects()
-                    .for_each(|_| futures::future::ready(())),
+                    .for_each(move |job| {
+                        if let Ok(job) = job {
+                            let _ = changed.send(job);
+                        }
+                        futures::future::ready(())
+                    }),
             ));
+            let changes = futures::stream::unfold(changes, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|job| (Ok::<Job, watcher::Error>(job), rx))
+            });
             let controller = Controller::new(runs, watcher::Config::default())
-                .owns(jobs, managed)
+                .owns_stream(changes)
                 .with_config(controller::Config::default().concurrency(CONCURRENCY));
             let ctx = Arc::new(Ctx {
                 backoff: Default::default(),
@@ -182,53 +160,26 @@ impl Runner {
     }
 }
 
-impl Ctx {
-    fn backoff(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::time::Instant>> {
-        match self.backoff.lock() {
-            Ok(b) => b,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    /// How long the Run `uid` still waits before its next attempt, if at all.
-    fn backoff_left(&self, uid: &str) -> Option<Duration> {
-        let mut backoff = self.backoff();
-        let until = *backoff.get(uid)?;
-        let now = std::time::Instant::now();
-        if until > now {
-            Some(until - now)
-        } else {
-            backoff.remove(uid);
-            None
-        }
-    }
-
-    fn set_backoff(&self, uid: &str, wait: Duration) {
-        self.backoff()
-            .insert(uid.to_string(), std::time::Instant::now() + wait);
-    }
-}
-
 fn error_policy(run: Arc<AlertReactionRun>, error: &RunError, ctx: Arc<Ctx>) -> Action {
     ctx.runner.metrics.error(ErrorKind::Api);
     warn!(namespace = %run.namespace().unwrap_or_default(), run = %run.name_any(), error = %error, "cannot reconcile Run; retrying");
     Action::requeue(Duration::from_secs(5))
 }
 
-/// What creating one Job gave.
-enum Created {
-    Job(Box<Job>),
-    /// Refused for good: reason and message.
-    Refused(&'static str, String),
-    /// Refused for a passing reason.
-    Retry(kube::Error),
-}
-
 async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, RunError> {
     let status = run.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or_default();
-    if run.metadata.deletion_timestamp.is_some() || phase.is_finished() {
+    if run.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
+    }
+    if phase.is_finished() {
+        return closing::after_outcome(&ctx, &run, &status).await;
+    }
+    if phase == RunPhase::Verifying {
+        return closing::verifying(&ctx, &run, &status).await;
+    }
+    if status.resolved_at.is_some() && run.spec.closing.cancel_on_resolved {
+        return closing::cancel(&ctx, &run, &status).await;
     }
     let runner = &ctx.runner;
     let ns = run.namespace().unwrap_or_default();
@@ -312,37 +263,55 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
 
     let now = Timestamp::now();
     let phases: Vec<JobPhase> = jobs.iter().map(|j| j.phase).collect();
-    let new_phase = run::phase_of(&phases);
+    let mut new_phase = run::phase_of(&phases);
     let start = status.start_time.clone().unwrap_or(Time(now));
     let mut next = AlertReactionRunStatus {
         phase: Some(new_phase),
-        start_time: Some(start.clone()),
+        start_time: Some(start),
         jobs,
         attempts: status.attempts,
         last_seen: status.last_seen.clone(),
         resolved_at: status.resolved_at.clone(),
+        silence: status.silence.clone(),
         ..Default::default()
     };
-    if new_phase.is_finished() {
-        next.completion_time = Some(Time(now));
-        let took = now.duration_since(start.0).unsigned_abs();
-        next.duration = Some(duration::format(Duration::from_secs(took.as_secs())));
-        if let Some(failed) = next.jobs.iter().find(|j| j.phase != JobPhase::Succeeded) {
-            next.reason = Some(failed.reason.clone().unwrap_or_else(|| "JobFailed".into()));
+    if new_phase == RunPhase::Succeeded {
+        if let Some(deadline) = closing_core::verify_deadline(&run.spec.closing, now) {
+            new_phase = RunPhase::Verifying;
+            next.phase = Some(new_phase);
+            next.verify_deadline = Some(Time(deadline));
+            next.reason = Some("JobsSucceeded".into());
             next.message = Some(format!(
-                "Job {} ({}) failed{}",
-                failed.name,
-                failed.action,
-                failed
-                    .message
+                "waiting up to {} for the alert to resolve",
+                run.spec
+                    .closing
+                    .verify_within
                     .as_deref()
-                    .map(|m| format!(": {m}"))
                     .unwrap_or_default()
             ));
-        } else {
-            next.reason = Some("JobsSucceeded".into());
         }
     }
+    if new_phase.is_finished() {
+        let failed = next.jobs.iter().find(|j| j.phase != JobPhase::Succeeded);
+        let (reason, message) = match failed {
+            Some(failed) => (
+                failed.reason.clone().unwrap_or_else(|| "JobFailed".into()),
+                format!(
+                    "Job {} ({}) failed{}",
+                    failed.name,
+                    failed.action,
+                    failed
+                        .message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+            ),
+            None => ("JobsSucceeded".into(), String::new()),
+        };
+        finish_at(&mut next, new_phase, &reason, message);
+    }
+    closing::silence(&ctx, &run, new_phase, &mut next).await;
     // Jobs this status write records for the first time (created now, or by a
     // pass whose status write lost a race): counted once, with that write.
     let newly: Vec<JobReference> = next
@@ -397,38 +366,18 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
         delta.jobs = newly;
     }
     if new_phase.is_finished() {
-        record_outcome(&ctx, &run, &next, &mut delta);
-    }
-    if delta.triggers > 0 || new_phase.is_finished() {
+        ctx.record_outcome(&run, &next, delta);
+    } else if delta.triggers > 0 {
         runner
             .status
             .add_to(reaction_key, run.spec.reaction.uid.clone(), delta);
     }
-    Ok(if new_phase.is_finished() {
-        Action::await_change()
-    } else {
-        Action::requeue(RECHECK)
+    Ok(match new_phase {
+        // The finishing write wakes the Run for what follows the outcome.
+        p if p.is_finished() => Action::await_change(),
+        RunPhase::Verifying => Action::requeue(Duration::from_millis(100)),
+        _ => Action::requeue(RECHECK),
     })
-}
-
-impl Runner {
-    /// Takes one unit of `limits.maxJobsPerMinute` per Job, or says why not.
-    fn take_budget(&self, jobs: usize) -> Option<(SkipReason, String)> {
-        let limit = self.snapshots.borrow().config.limits.max_jobs_per_minute;
-        let now = std::time::Instant::now();
-        for taken in 0..jobs {
-            if !self.rate.try_acquire(limit, now) {
-                for _ in 0..taken {
-                    self.rate.release(now);
-                }
-                return Some((
-                    SkipReason::RateLimit,
-                    format!("limits.maxJobsPerMinute ({limit}) reached"),
-                ));
-            }
-        }
-        None
-    }
 }
 
 /// The Run's Jobs that exist, by name, from the watch: owned by the Run or, for
@@ -442,55 +391,6 @@ fn jobs_of(store: &Store<Job>, run: &AlertReactionRun) -> HashMap<String, Job> {
         .filter(|j| ours(j, run))
         .map(|j| (j.name_any(), (*j).clone()))
         .collect()
-}
-
-/// Owned by this Run, or by its reaction (a Job of an earlier release).
-fn ours(job: &Job, run: &AlertReactionRun) -> bool {
-    let run_uid = run.uid().unwrap_or_default();
-    job.owner_references()
-        .iter()
-        .any(|o| o.uid == run_uid || o.uid == run.spec.reaction.uid)
-}
-
-async fn create_job(
-    api: &Api<Job>,
-    run: &AlertReactionRun,
-    uid: &str,
-    action: &RunAction,
-) -> Created {
-    let job = match run::job_to_create(action, uid) {
-        Ok(job) => job,
-        Err(e) => {
-            return Created::Refused("InvalidJob", format!("the stored Job is not valid: {e}"))
-        }
-    };
-    let pp = PostParams {
-        field_manager: Some("karo".into()),
-        ..Default::default()
-    };
-    match api.create(&pp, &job).await {
-        Ok(job) => Created::Job(Box::new(job)),
-        Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
-            match api.get(&action.job_name).await {
-                Ok(existing) if ours(&existing, run) => Created::Job(Box::new(existing)),
-                Ok(existing) => Created::Refused(
-                    "JobConflict",
-                    format!(
-                        "a Job named {} exists and belongs to {}",
-                        action.job_name,
-                        existing
-                            .owner_references()
-                            .first()
-                            .map(|o| format!("{} {}", o.kind, o.name))
-                            .unwrap_or_else(|| "no Karo Run".into())
-                    ),
-                ),
-                Err(e) => Created::Retry(e),
-            }
-        }
-        Err(e) if retryable(&e) => Created::Retry(e),
-        Err(e) => Created::Refused("JobRejected", e.to_string()),
-    }
 }
 
 /// A Job's state as the Run records it, with the log tail of a failed one.
@@ -532,77 +432,6 @@ fn lost(action: &RunAction, recorded: Option<&RunJob>) -> RunJob {
             message: Some("the Job was deleted before its outcome was seen".into()),
             ..Default::default()
         },
-    }
-}
-
-/// The end of the newest pod's failed container: its termination message, else
-/// the last lines of its log.
-async fn log_tail(client: &Client, ns: &str, job: &str) -> Option<String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await
-        .ok()?;
-    let pod = list
-        .items
-        .into_iter()
-        .max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0))?;
-    let statuses = pod
-        .status
-        .as_ref()?
-        .container_statuses
-        .clone()
-        .unwrap_or_default();
-    let failed = statuses
-        .iter()
-        .find(|c| {
-            c.state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_some_and(|t| t.exit_code != 0)
-        })
-        .or_else(|| statuses.first())?;
-    let message = failed
-        .state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .and_then(|t| t.message.clone())
-        .filter(|m| !m.trim().is_empty());
-    if let Some(m) = message {
-        return Some(run::tail(&m, LOG_TAIL_BYTES));
-    }
-    let params = LogParams {
-        container: Some(failed.name.clone()),
-        tail_lines: Some(40),
-        limit_bytes: Some(16 * 1024),
-        ..Default::default()
-    };
-    let log = pods.logs(&pod.name_any(), &params).await.ok()?;
-    let log = run::tail(&log, LOG_TAIL_BYTES);
-    (!log.is_empty()).then_some(log)
-}
-
-/// Writes the Run's status with the resourceVersion read: `false` when another
-/// writer changed the Run meanwhile (read again and decide again).
-async fn write_status(
-    ctx: &Ctx,
-    run: &AlertReactionRun,
-    status: AlertReactionRunStatus,
-) -> Result<bool, kube::Error> {
-    let api: Api<AlertReactionRun> = Api::namespaced(
-        ctx.runner.client.clone(),
-        &run.namespace().unwrap_or_default(),
-    );
-    let mut next = run.clone();
-    next.status = Some(status);
-    match api
-        .replace_status(&run.name_any(), &PostParams::default(), &next)
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-        Err(e) => Err(e),
     }
 }
 
@@ -688,75 +517,4 @@ fn skip_reason_word(reason: SkipReason) -> &'static str {
         SkipReason::Concurrency => "Concurrency",
         SkipReason::RateLimit => "RateLimit",
     }
-}
-
-/// Metrics, the Event and the reaction's counters of a Run that just finished.
-fn record_outcome(
-    ctx: &Ctx,
-    run: &AlertReactionRun,
-    status: &AlertReactionRunStatus,
-    delta: &mut StatusDelta,
-) {
-    let runner = &ctx.runner;
-    let phase = status.phase.unwrap_or_default();
-    let ns = run.namespace().unwrap_or_default();
-    let name = run.name_any();
-    runner
-        .metrics
-        .runs
-        .with_label_values(&[phase.as_str()])
-        .inc();
-    if let (Some(start), Some(end)) = (&status.start_time, &status.completion_time) {
-        let secs = end.0.duration_since(start.0).as_secs_f64().max(0.0);
-        runner.metrics.run_duration.observe(secs);
-    }
-    ctx.gatekeeper.record(
-        &run.spec.reaction.uid,
-        &ns,
-        RunView {
-            name: name.clone(),
-            fingerprint: run.spec.alert.fingerprint.clone(),
-            phase,
-            started: status.start_time.as_ref().map(|t| t.0),
-        },
-    );
-    let (event_type, note) = if phase == RunPhase::Succeeded {
-        delta.succeeded += 1;
-        (
-            EventType::Normal,
-            format!(
-                "Run {name} succeeded in {}",
-                status.duration.as_deref().unwrap_or("?")
-            ),
-        )
-    } else {
-        delta.failed += 1;
-        let mut note = format!(
-            "Run {name} failed: {}",
-            status.message.as_deref().unwrap_or("a Job failed")
-        );
-        if let Some(log) = status.jobs.iter().find_map(|j| j.log.as_deref()) {
-            note.push_str(&format!("; log: {}", run::tail(log, 400)));
-        }
-        (EventType::Warning, note)
-    };
-    info!(namespace = %ns, reaction = %run.spec.reaction.name, run = %name, phase = phase.as_str(), "Run finished");
-    runner.events.about_ref(
-        object_ref(
-            &ns,
-            &run.spec.reaction.name,
-            Some(run.spec.reaction.uid.clone()),
-        ),
-        event_type,
-        phase.as_str(),
-        note,
-    );
-    delta.last_run = Some(RunReference {
-        name,
-        phase: phase.as_str().into(),
-        completion_time: status
-            .completion_time
-            .clone()
-            .unwrap_or_else(|| Time(Timestamp::now())),
-    });
 }
