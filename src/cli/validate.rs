@@ -76,6 +76,8 @@ pub fn check_reaction(doc: &Value, renderer: &Renderer, policy: &Policy) -> Vec<
 
     let matchers: Vec<(usize, Matcher)> = elements(spec, "matchers", &mut problems);
     let actions = raw_elements::<Action>(spec, "actions", &mut problems);
+    let on_success = raw_elements::<Action>(spec, "onSuccess", &mut problems);
+    let on_failure = raw_elements::<Action>(spec, "onFailure", &mut problems);
     let volumes: Vec<(usize, Volume)> = elements(spec, "volumes", &mut problems);
     let _: Vec<(usize, AlertStatus)> = elements(spec, "triggerOn", &mut problems);
     let job_template = match spec.get("jobTemplate") {
@@ -89,7 +91,15 @@ pub fn check_reaction(doc: &Value, renderer: &Renderer, policy: &Policy) -> Vec<
         },
     };
     let mut rest = spec.clone();
-    for key in ["matchers", "actions", "volumes", "triggerOn", "jobTemplate"] {
+    for key in [
+        "matchers",
+        "actions",
+        "onSuccess",
+        "onFailure",
+        "volumes",
+        "triggerOn",
+        "jobTemplate",
+    ] {
         rest.remove(key);
     }
     let rest: Option<AlertReactionSpec> = match deserialize_at(&Value::Object(rest), "spec") {
@@ -106,6 +116,9 @@ pub fn check_reaction(doc: &Value, renderer: &Renderer, policy: &Policy) -> Vec<
             problems.push(e.field);
         }
         if let Some(Err(e)) = rest.cooldown.as_deref().map(reaction::check_cooldown) {
+            problems.push(e.field);
+        }
+        if let Err(e) = reaction::check_closing(rest) {
             problems.push(e.field);
         }
     }
@@ -162,6 +175,31 @@ pub fn check_reaction(doc: &Value, renderer: &Renderer, policy: &Policy) -> Vec<
                 .iter()
                 .map(RenderError::field_error),
         );
+    }
+    for (list, entries) in [("onSuccess", &on_success), ("onFailure", &on_failure)] {
+        let mut names = BTreeSet::new();
+        for (i, raw, action) in entries {
+            let field = format!("spec.{list}[{i}]");
+            let tree = match action {
+                Some(a) => {
+                    if let Err(e) = reaction::validate_action_in(&context, list, *i, a, policy) {
+                        problems.push(e.field);
+                    }
+                    if let Err(e) =
+                        reaction::check_action_name_in(list, *i, &a.name, &mut names, false)
+                    {
+                        problems.push(e.field);
+                    }
+                    serde_json::to_value(a).unwrap_or_else(|_| (*raw).clone())
+                }
+                None => (*raw).clone(),
+            };
+            problems.extend(
+                TemplateTree::check(&tree, &field, renderer)
+                    .iter()
+                    .map(RenderError::field_error),
+            );
+        }
     }
     if let Some((raw, jt)) = &job_template {
         let tree = match jt {

@@ -15,29 +15,8 @@ use crate::core::reaction::{CompiledReaction, FollowUp};
 use crate::core::render::{self, Renderer};
 use crate::core::snapshot::Snapshot;
 use crate::model::alert::{Alert, Notification};
-use crate::model::crd::{AlertReactionSpec, OnResolved};
 use crate::model::duration;
 use crate::model::run::{AlertReactionRun, AlertReactionRunStatus, RunClosing, RunPhase};
-
-/// How long a silence lasts when `silence.duration` is not given.
-pub const DEFAULT_SILENCE: &str = "1h";
-
-/// What a Run keeps of its reaction's `onResolved`, `silence` and `verify`.
-pub fn run_closing(spec: &AlertReactionSpec) -> RunClosing {
-    let silence = spec.silence.as_ref().filter(|s| s.enabled);
-    RunClosing {
-        cancel_on_resolved: spec.on_resolved == OnResolved::Cancel,
-        silence_duration: silence.map(|s| {
-            s.duration
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SILENCE.to_string())
-        }),
-        silence_comment: silence.and_then(|s| s.comment.clone()),
-        verify_within: spec.verify.as_ref().map(|v| v.within.clone()),
-        on_success: spec.on_success.iter().map(|a| a.name.clone()).collect(),
-        on_failure: spec.on_failure.iter().map(|a| a.name.clone()).collect(),
-    }
-}
 
 /// The silence a Run asks Alertmanager for.
 #[derive(Debug, Clone, PartialEq)]

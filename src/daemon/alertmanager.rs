@@ -7,9 +7,10 @@
 //!
 //! Alertmanager 0.25, as checked against the real one (tests/it/alertmanager_api.rs):
 //! `DELETE /api/v2/silence/{id}` answers 200 for a silence that is already
-//! expired, and 500 `"silence not found"` (not 404) for an unknown one; newer
-//! versions answer 404, older ones 500 `silence ... already expired`. All of them
-//! mean the silence is not silencing anything, which is what the caller wants.
+//! expired, 500 `"silence not found"` (not 404) for an unknown one, and 422 for an
+//! ID that is not a UUID. Other versions answer 404 for an unknown silence, or 500
+//! `silence ... already expired`. Each of these (but 422) means the silence
+//! silences nothing, which is what the caller wants.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,17 +27,8 @@ pub const CREATED_BY: &str = "karo";
 /// How much of an unexpected answer's body an error quotes.
 const BODY_EXCERPT_BYTES: usize = 512;
 
-/// A silence on an alert's exact labels, for one Run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SilenceRequest {
-    /// One equality matcher per label, values verbatim.
-    pub labels: BTreeMap<String, String>,
-    pub ends_at: jiff::Timestamp,
-    /// Sent as the silence's comment; contains `marker`.
-    pub comment: String,
-    /// What identifies the Run's silence among Karo's (its `namespace/name`).
-    pub marker: String,
-}
+/// A silence on an alert's exact labels, for one Run (decided by the core).
+pub use crate::core::closing::SilencePlan as SilenceRequest;
 
 /// Why a call to Alertmanager did not give an answer Karo can use.
 #[derive(Debug, thiserror::Error)]

@@ -390,7 +390,7 @@ pub fn figment(file: Option<&Path>, overrides: &Overrides) -> Figment {
     }
     fig.merge(
         Env::prefixed("KARO_")
-            .filter(|k| TOP_LEVEL_KEYS.contains(&camel_case_key(top_segment(k.as_str())).as_str()))
+            .filter(|k| is_setting_variable(k.as_str()))
             .split("__")
             .map(|k| camel_case_key(k.as_str()).into())
             .lowercase(false),
@@ -457,6 +457,27 @@ const TOP_LEVEL_KEYS: [&str; 13] = [
     "leaderElection",
     "alertmanager",
 ];
+
+/// Top-level keys that are sections of further keys: only `KARO_<SECTION>__<KEY>`
+/// sets them. A bare `KARO_<SECTION>` is someone else's variable (Karo's own test
+/// platform exports `KARO_ALERTMANAGER`, the path of the Alertmanager binary).
+const SECTIONS: [&str; 8] = [
+    "http",
+    "webhook",
+    "jobDefaults",
+    "limits",
+    "policy",
+    "runs",
+    "leaderElection",
+    "alertmanager",
+];
+
+/// Whether `KARO_<key>` (`key` without the prefix) is one of Karo's settings.
+fn is_setting_variable(key: &str) -> bool {
+    let top = camel_case_key(top_segment(key));
+    TOP_LEVEL_KEYS.contains(&top.as_str())
+        && (key.contains("__") || !SECTIONS.contains(&top.as_str()))
+}
 
 fn top_segment(key: &str) -> &str {
     key.split("__").next().unwrap_or(key)
@@ -834,6 +855,32 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains("pth"), "{msg}");
             assert!(msg.contains("config.yaml"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bare_section_variable_is_not_a_setting() {
+        let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+        for key in TOP_LEVEL_KEYS {
+            assert_eq!(
+                defaults[key].is_object(),
+                SECTIONS.contains(&key),
+                "{key} is a section exactly when its value has keys"
+            );
+        }
+        assert!(!is_setting_variable("ALERTMANAGER"));
+        assert!(!is_setting_variable("WEBHOOK"));
+        assert!(is_setting_variable("ALERTMANAGER__URL"));
+        assert!(is_setting_variable("DRY_RUN"));
+        assert!(!is_setting_variable("SERVICE_HOST"));
+        figment::Jail::expect_with(|jail| {
+            // As `tests/platform/setup.sh` exports it.
+            jail.set_env("KARO_ALERTMANAGER", "/usr/bin/prometheus-alertmanager");
+            jail.set_env("KARO_ALERTMANAGER__TIMEOUT_SECONDS", "30");
+            let c = load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.alertmanager.timeout_seconds, 30);
+            assert_eq!(c.alertmanager.url, None);
             Ok(())
         });
     }

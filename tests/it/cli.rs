@@ -555,3 +555,18 @@ async fn render_builds_the_jobs_the_daemon_creates() {
     }
     assert_eq!(s.jobs().await.len(), total, "no other Job was created");
 }
+
+#[test]
+fn validate_checks_the_closing_the_loop_fields() {
+    let out = karo(&["validate", "tests/fixtures/cli/closing/broken.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    for needle in [
+        "spec.verify.within: \"soon\" is not a duration",
+        "spec.onFailure[0].image: must not be empty",
+        "spec.onFailure[0].args[0]: unknown variable `run.nope`",
+        "3 problems in 1 file checked",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+}

@@ -23,7 +23,6 @@ use super::ctx::{create_job, finish_at, log_tail, ours, write_status, Created, C
 use crate::core::closing::{self, VerifyStep};
 use crate::core::reaction::{object_ref, FollowUp};
 use crate::core::run;
-use crate::daemon::alertmanager::SilenceRequest;
 use crate::daemon::index::Entry;
 use crate::daemon::metrics::ErrorKind;
 use crate::daemon::status::StatusDelta;
@@ -53,15 +52,7 @@ pub(super) async fn silence(
                 return;
             };
             let outcome = match ctx.runner.alertmanager() {
-                Ok(Some(am)) => am
-                    .ensure_silence(&SilenceRequest {
-                        labels: plan.labels,
-                        ends_at: plan.ends_at,
-                        comment: plan.comment,
-                        marker: plan.marker,
-                    })
-                    .await
-                    .map_err(|e| e.to_string()),
+                Ok(Some(am)) => am.ensure_silence(&plan).await.map_err(|e| e.to_string()),
                 Ok(None) => Err("no Alertmanager is configured (alertmanager.url)".to_string()),
                 Err(e) => Err(e.to_string()),
             };
