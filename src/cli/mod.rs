@@ -1,9 +1,12 @@
 //! The command line: `karo run` (the default), `karo crd`, `karo render`,
-//! `karo validate`, `karo version`. Everything but `run` works offline, on
-//! files, with the pure core; `run` is the operator (`crate::operator`), which
-//! the binary starts.
+//! `karo validate`, `karo version`, and a person's decisions `karo approve`,
+//! `karo reject`, `karo resume`. `crd`, `render` and `validate` work offline,
+//! on files, with the pure core; the decisions patch the cluster with the
+//! user's kubeconfig (`decide`); `run` is the operator (`crate::operator`),
+//! which the binary starts.
 
 pub mod config_check;
+pub mod decide;
 pub mod inputs;
 pub mod render;
 pub mod validate;
@@ -36,8 +39,37 @@ pub enum Command {
     Render(RenderArgs),
     /// Check AlertReaction manifests and Karo config files; report every problem.
     Validate(ValidateArgs),
+    /// Approve a Run that waits for approval (`spec.approval`), with your kubeconfig.
+    Approve(DecideArgs),
+    /// Reject a Run that waits for approval: it ends `Rejected`, nothing runs.
+    Reject(DecideArgs),
+    /// Resume a reaction stopped by its failure budget (`budget.suspendAfterFailures`).
+    Resume(ResumeArgs),
     /// Print Karo's version.
     Version,
+}
+
+/// `karo approve` / `karo reject`.
+#[derive(Args, Debug, Clone)]
+pub struct DecideArgs {
+    /// The AlertReactionRun (`kubectl get arr` lists them).
+    pub run: String,
+    /// Its namespace (default: your kubeconfig context's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Why, recorded on the Run.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// `karo resume`.
+#[derive(Args, Debug, Clone)]
+pub struct ResumeArgs {
+    /// The AlertReaction.
+    pub reaction: String,
+    /// Its namespace (default: your kubeconfig context's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -178,6 +210,19 @@ pub fn offline(command: Command, global: &RunArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Render(args) => render(&args, global),
+        Command::Approve(args) => decide::decide(
+            decide::Decision::Approve,
+            &args.run,
+            args.namespace.as_deref(),
+            &args.reason,
+        ),
+        Command::Reject(args) => decide::decide(
+            decide::Decision::Reject,
+            &args.run,
+            args.namespace.as_deref(),
+            &args.reason,
+        ),
+        Command::Resume(args) => decide::resume(&args.reaction, args.namespace.as_deref()),
         Command::Validate(args) => validate(&args, global),
         Command::Run(_) => {
             eprintln!("error: `karo run` is not an offline command");

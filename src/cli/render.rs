@@ -304,6 +304,9 @@ fn explain(candidate: Candidate, alert: &Alert, later: &Later, out: &mut Renderi
     if gated.forbid {
         gates.push("concurrencyPolicy Forbid".to_string());
     }
+    if let Some(max) = gated.max_runs_per_hour {
+        gates.push(format!("budget.maxRunsPerHour {max}"));
+    }
     if !gates.is_empty() {
         line.push_str(&format!(
             " [{} depend on the reaction's Runs in the cluster: not checked offline]",

@@ -16,7 +16,10 @@ use crate::core::render::{self, Renderer};
 use crate::core::snapshot::Snapshot;
 use crate::model::alert::{Alert, Notification};
 use crate::model::duration;
-use crate::model::run::{AlertReactionRun, AlertReactionRunStatus, RunClosing, RunPhase};
+use crate::model::run::{
+    AlertReactionRun, AlertReactionRunStatus, RunClosing, RunPhase, ANNOTATION_APPROVAL,
+    ANNOTATION_APPROVAL_BY, ANNOTATION_APPROVAL_REASON,
+};
 
 /// The silence a Run asks Alertmanager for.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,9 +198,76 @@ pub fn follow_up_jobs(
         .collect()
 }
 
-/// Whether the phase ends the silence: everything but `Pending` and `Running`.
+/// Whether the phase ends the silence: everything but `Pending`,
+/// `AwaitingApproval` and `Running`.
 pub fn silence_ends(phase: RunPhase) -> bool {
-    !matches!(phase, RunPhase::Pending | RunPhase::Running)
+    !matches!(
+        phase,
+        RunPhase::Pending | RunPhase::AwaitingApproval | RunPhase::Running
+    )
+}
+
+/// What an approval decision does to a Run `AwaitingApproval`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalStep {
+    /// Approved: create the Jobs.
+    Approved { by: String, reason: String },
+    /// Rejected by a person.
+    Rejected { by: String, reason: String },
+    /// Nobody decided before the deadline.
+    TimedOut,
+    /// The alert resolved while the Run waited.
+    Resolved,
+    /// Look again after this long (or when the Run changes).
+    Wait(Duration),
+}
+
+/// The next step of a Run waiting for approval until `deadline`, given its
+/// annotations (`karo.io/approval`, `-by`, `-reason`) and whether the alert
+/// resolved. A decision made before the deadline counts even if Karo sees it late.
+pub fn approval_step(
+    annotations: &BTreeMap<String, String>,
+    resolved: bool,
+    deadline: Timestamp,
+    now: Timestamp,
+) -> ApprovalStep {
+    let by = annotations
+        .get(ANNOTATION_APPROVAL_BY)
+        .cloned()
+        .unwrap_or_else(|| "unknown".into());
+    let reason = annotations
+        .get(ANNOTATION_APPROVAL_REASON)
+        .cloned()
+        .unwrap_or_default();
+    match annotations
+        .get(ANNOTATION_APPROVAL)
+        .map(|d| d.to_ascii_lowercase())
+    {
+        Some(d) if d == "approved" => return ApprovalStep::Approved { by, reason },
+        Some(d) if d == "rejected" => return ApprovalStep::Rejected { by, reason },
+        _ => {}
+    }
+    if resolved {
+        return ApprovalStep::Resolved;
+    }
+    if now >= deadline {
+        return ApprovalStep::TimedOut;
+    }
+    ApprovalStep::Wait(
+        deadline
+            .duration_since(now)
+            .unsigned_abs()
+            .max(Duration::from_millis(100)),
+    )
+}
+
+/// When a Run that starts waiting at `now` is `Rejected` without a decision.
+pub fn approval_deadline(closing: &RunClosing, now: Timestamp) -> Option<Timestamp> {
+    let timeout = duration::parse(closing.approval_timeout.as_deref()?)?;
+    Some(
+        now.checked_add(jiff::SignedDuration::try_from(timeout).ok()?)
+            .unwrap_or(Timestamp::MAX),
+    )
 }
 
 #[cfg(test)]
@@ -376,6 +446,61 @@ mod tests {
                 reaction::compile(&ar, &Renderer::new(), &Policy::default()).expect_err("refused");
             assert_eq!(e.field.path, field, "{extra}: {}", e.message());
         }
+    }
+
+    #[test]
+    fn approval_waits_for_a_decision_the_resolve_or_the_deadline() {
+        let t = |s: &str| s.parse::<Timestamp>().expect("time");
+        let deadline = t("2026-01-01T01:00:00Z");
+        let now = t("2026-01-01T00:10:00Z");
+        let mut notes = BTreeMap::new();
+        assert_eq!(
+            approval_step(&notes, false, deadline, now),
+            ApprovalStep::Wait(Duration::from_secs(3000))
+        );
+        assert_eq!(
+            approval_step(&notes, true, deadline, now),
+            ApprovalStep::Resolved
+        );
+        assert_eq!(
+            approval_step(&notes, false, deadline, deadline),
+            ApprovalStep::TimedOut
+        );
+        notes.insert(ANNOTATION_APPROVAL.to_string(), "Approved".to_string());
+        notes.insert(ANNOTATION_APPROVAL_BY.to_string(), "alice".to_string());
+        assert_eq!(
+            approval_step(&notes, true, deadline, deadline),
+            ApprovalStep::Approved {
+                by: "alice".into(),
+                reason: String::new()
+            }
+        );
+        notes.insert(ANNOTATION_APPROVAL.to_string(), "rejected".to_string());
+        notes.insert(
+            ANNOTATION_APPROVAL_REASON.to_string(),
+            "not now".to_string(),
+        );
+        assert_eq!(
+            approval_step(&notes, false, deadline, now),
+            ApprovalStep::Rejected {
+                by: "alice".into(),
+                reason: "not now".into()
+            }
+        );
+        // Anything else is no decision.
+        notes.insert(ANNOTATION_APPROVAL.to_string(), "maybe".to_string());
+        assert!(matches!(
+            approval_step(&notes, false, deadline, now),
+            ApprovalStep::Wait(_)
+        ));
+        let closing = RunClosing {
+            approval_timeout: Some("1h".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            approval_deadline(&closing, t("2026-01-01T00:00:00Z")),
+            Some(deadline)
+        );
     }
 
     #[test]

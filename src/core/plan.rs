@@ -117,6 +117,8 @@ pub struct Gates {
     pub cooldown: Option<Duration>,
     /// `concurrencyPolicy: Forbid`: no active Job of the same action.
     pub forbid: bool,
+    /// `budget.maxRunsPerHour`: at most this many Runs per hour and budget key.
+    pub max_runs_per_hour: Option<u32>,
 }
 
 impl Gates {
@@ -124,11 +126,16 @@ impl Gates {
         Gates {
             cooldown: reaction.cooldown,
             forbid: reaction.spec.concurrency_policy == ConcurrencyPolicy::Forbid,
+            max_runs_per_hour: reaction
+                .spec
+                .budget
+                .as_ref()
+                .and_then(|b| b.max_runs_per_hour),
         }
     }
 
     pub fn any(&self) -> bool {
-        self.cooldown.is_some() || self.forbid
+        self.cooldown.is_some() || self.forbid || self.max_runs_per_hour.is_some()
     }
 }
 

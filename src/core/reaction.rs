@@ -10,7 +10,9 @@ use serde_json::Value;
 use crate::core::matching::MatcherSet;
 use crate::core::render::{Renderer, TemplateTree};
 use crate::model::config::Policy;
-use crate::model::crd::{Action, AlertReaction, AlertReactionSpec, JOB_TEMPLATE_ACTION};
+use crate::model::crd::{
+    Action, AlertReaction, AlertReactionSpec, ANNOTATION_RESUMED_AT, JOB_TEMPLATE_ACTION,
+};
 use crate::model::error::FieldError;
 
 /// A reaction that passed validation, ready to be evaluated against alerts.
@@ -28,6 +30,9 @@ pub struct CompiledReaction {
     pub on_success: Vec<JobSource>,
     /// `spec.onFailure`, compiled.
     pub on_failure: Vec<JobSource>,
+    /// When a person last resumed it (`karo.io/resumed-at`): failures before do
+    /// not count against `budget.suspendAfterFailures`.
+    pub resumed_at: Option<jiff::Timestamp>,
 }
 
 /// Where one Job of a reaction comes from.
@@ -105,6 +110,8 @@ pub enum InvalidReason {
     InvalidMatcher,
     InvalidTemplate,
     PolicyViolation,
+    /// Valid, but stopped: `budget.suspendAfterFailures` Runs in a row failed.
+    FailureBudgetExhausted,
 }
 
 impl InvalidReason {
@@ -114,6 +121,7 @@ impl InvalidReason {
             InvalidReason::InvalidMatcher => "InvalidMatcher",
             InvalidReason::InvalidTemplate => "InvalidTemplate",
             InvalidReason::PolicyViolation => "PolicyViolation",
+            InvalidReason::FailureBudgetExhausted => "FailureBudgetExhausted",
         }
     }
 }
@@ -161,6 +169,26 @@ pub fn valid_alert_field(path: &str) -> bool {
 
 pub use crate::model::duration::parse as parse_duration;
 
+/// When a person last resumed the reaction (`karo.io/resumed-at`), if ever.
+pub fn resumed_at(ar: &AlertReaction) -> Option<jiff::Timestamp> {
+    ar.metadata
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_RESUMED_AT)?
+        .parse()
+        .ok()
+}
+
+/// Whether the reaction is stopped by its failure budget: exhausted, and not
+/// resumed since.
+pub fn failure_budget_exhausted(ar: &AlertReaction) -> Option<jiff::Timestamp> {
+    let at = ar.status.as_ref()?.failure_budget_exhausted_at.as_ref()?.0;
+    match resumed_at(ar) {
+        Some(resumed) if resumed >= at => None,
+        _ => Some(at),
+    }
+}
+
 /// Validates and compiles a reaction. Errors name the offending field.
 pub fn compile(
     ar: &AlertReaction,
@@ -168,6 +196,21 @@ pub fn compile(
     policy: &Policy,
 ) -> Result<CompiledReaction, Invalid> {
     let spec = &ar.spec;
+    if let Some(at) = failure_budget_exhausted(ar) {
+        let n = spec
+            .budget
+            .as_ref()
+            .and_then(|b| b.suspend_after_failures)
+            .unwrap_or(0);
+        return Err(Invalid::new(
+            InvalidReason::FailureBudgetExhausted,
+            "status.failureBudgetExhaustedAt",
+            format!(
+                "{n} Runs in a row failed (at {at}); stopped until resumed: karo resume {} (or annotate it {ANNOTATION_RESUMED_AT}=<now>)",
+                ar.metadata.name.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
     check_alert_name(&spec.alert_name)?;
     check_has_sources(!spec.actions.is_empty(), spec.job_template.is_some())?;
     let matchers = MatcherSet::compile(&spec.matchers).map_err(|e| {
@@ -231,6 +274,7 @@ pub fn compile(
     Ok(CompiledReaction {
         on_success,
         on_failure,
+        resumed_at: resumed_at(ar),
         name: ar.metadata.name.clone().unwrap_or_default(),
         namespace: ar.metadata.namespace.clone().unwrap_or_default(),
         uid: ar.metadata.uid.clone().unwrap_or_default(),
@@ -271,8 +315,8 @@ pub fn check_cooldown(cooldown: &str) -> Result<Duration, Invalid> {
     })
 }
 
-/// `onResolved`, `silence` and `verify`: durations that parse, and a reason to
-/// wait for the alert when something runs after it.
+/// `silence`, `verify`, `approval` and `budget`: durations that parse, label
+/// names that are not empty.
 pub fn check_closing(spec: &AlertReactionSpec) -> Result<(), Invalid> {
     if let Some(d) = spec.silence.as_ref().and_then(|s| s.duration.as_deref()) {
         match parse_duration(d) {
@@ -294,6 +338,25 @@ pub fn check_closing(spec: &AlertReactionSpec) -> Result<(), Invalid> {
                     format!("{:?} is not a duration such as 5m or 1h", v.within),
                 ))
             }
+        }
+    }
+    if let Some(t) = spec.approval.as_ref().and_then(|a| a.timeout.as_deref()) {
+        match parse_duration(t) {
+            Some(d) if !d.is_zero() => {}
+            _ => {
+                return Err(Invalid::spec(
+                    "spec.approval.timeout",
+                    format!("{t:?} is not a duration such as 30m or 2h"),
+                ))
+            }
+        }
+    }
+    if let Some(b) = &spec.budget {
+        if let Some(i) = b.key.iter().position(|k| k.is_empty()) {
+            return Err(Invalid::spec(
+                format!("spec.budget.key[{i}]"),
+                "must name an alert label",
+            ));
         }
     }
     Ok(())
@@ -529,6 +592,13 @@ impl CompiledReaction {
         ar.metadata.namespace = Some(self.namespace.clone());
         ar.metadata.uid = Some(self.uid.clone());
         ar.metadata.generation = Some(self.generation);
+        if let Some(at) = self.resumed_at {
+            ar.metadata.annotations = Some(
+                [(ANNOTATION_RESUMED_AT.to_string(), at.to_string())]
+                    .into_iter()
+                    .collect(),
+            );
+        }
         ar
     }
 

@@ -126,6 +126,9 @@ pub fn build_run(
 /// How long a silence lasts when `silence.duration` is not given.
 pub const DEFAULT_SILENCE: &str = "1h";
 
+/// How long a Run waits for approval when `approval.timeout` is not given.
+pub const DEFAULT_APPROVAL_TIMEOUT: &str = "1h";
+
 /// What a Run keeps of its reaction's `onResolved`, `silence` and `verify`.
 pub fn run_closing(spec: &AlertReactionSpec) -> RunClosing {
     let silence = spec.silence.as_ref().filter(|s| s.enabled);
@@ -140,6 +143,11 @@ pub fn run_closing(spec: &AlertReactionSpec) -> RunClosing {
         verify_within: spec.verify.as_ref().map(|v| v.within.clone()),
         on_success: spec.on_success.iter().map(|a| a.name.clone()).collect(),
         on_failure: spec.on_failure.iter().map(|a| a.name.clone()).collect(),
+        approval_timeout: spec.approval.as_ref().filter(|a| a.required).map(|a| {
+            a.timeout
+                .clone()
+                .unwrap_or_else(|| DEFAULT_APPROVAL_TIMEOUT.to_string())
+        }),
     }
 }
 
@@ -170,6 +178,8 @@ pub fn job_to_create(action: &RunAction, run_uid: &str) -> Result<Job, serde_jso
 pub struct RunView {
     pub name: String,
     pub fingerprint: String,
+    /// The values of the alert's `budget.key` labels ([`budget_key`]).
+    pub budget_key: String,
     /// `Pending` while it has not started.
     pub phase: RunPhase,
     /// When its Jobs were created.
@@ -184,6 +194,17 @@ pub enum Verdict {
     Cooldown(String),
     /// Another Run of the reaction is still running (`Forbid`).
     Concurrency(String),
+    /// `budget.maxRunsPerHour` Runs of this budget key started within the hour.
+    Budget(String),
+}
+
+/// The budget key of an alert: the values of the `key` labels, in order (a
+/// missing label is the empty string).
+pub fn budget_key(labels: &BTreeMap<String, String>, key: &[String]) -> String {
+    key.iter()
+        .map(|k| format!("{k}={:?}", labels.get(k).map_or("", String::as_str)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Cooldown and `Forbid` for the Run `name` of alert `fingerprint`, against the
@@ -191,6 +212,7 @@ pub enum Verdict {
 pub fn gate(
     name: &str,
     fingerprint: &str,
+    budget_key: &str,
     gates: Gates,
     cooldown_text: &str,
     others: &[RunView],
@@ -219,7 +241,48 @@ pub fn gate(
             ));
         }
     }
+    if let Some(max) = gates.max_runs_per_hour {
+        let hour = jiff::SignedDuration::from_secs(3600);
+        let used = others()
+            .filter(|o| {
+                o.budget_key == budget_key
+                    && o.phase.started()
+                    && o.started.is_some_and(|t| now.duration_since(t) < hour)
+            })
+            .count();
+        if used >= max as usize {
+            let whose = if budget_key.is_empty() {
+                String::new()
+            } else {
+                format!(" for {budget_key}")
+            };
+            return Verdict::Budget(format!(
+                "{used} Runs started within the last hour{whose} (budget.maxRunsPerHour: {max})"
+            ));
+        }
+    }
     Verdict::Proceed
+}
+
+/// How many of a reaction's finished Runs failed in a row, newest first:
+/// `Failed` and `Ineffective` count, `Succeeded` and `Remediated` end the row,
+/// the others (skipped, cancelled, rejected) are passed over. Only Runs that
+/// finished after `since` (a person resumed the reaction) are looked at.
+pub fn failures_in_a_row(runs: &[(Timestamp, RunPhase)], since: Option<Timestamp>) -> usize {
+    let mut runs: Vec<&(Timestamp, RunPhase)> = runs
+        .iter()
+        .filter(|(at, _)| since.is_none_or(|s| *at > s))
+        .collect();
+    runs.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    let mut n = 0;
+    for (_, phase) in runs {
+        if phase.is_failure() {
+            n += 1;
+        } else if phase.is_success() {
+            break;
+        }
+    }
+    n
 }
 
 /// A Job's state as a Run records it.
@@ -404,6 +467,7 @@ mod tests {
         RunView {
             name: name.into(),
             fingerprint: fp.into(),
+            budget_key: String::new(),
             phase,
             started: started.map(at),
         }
@@ -414,16 +478,20 @@ mod tests {
         let g = Gates {
             cooldown: None,
             forbid: true,
+            max_runs_per_hour: None,
         };
         let others = [view("a", "f1", RunPhase::Running, Some(0))];
         assert!(matches!(
-            gate("b", "f2", g, "", &others, at(10)),
+            gate("b", "f2", "", g, "", &others, at(10)),
             Verdict::Concurrency(_)
         ));
         // Its own entry never blocks it.
-        assert_eq!(gate("a", "f1", g, "", &others, at(10)), Verdict::Proceed);
+        assert_eq!(
+            gate("a", "f1", "", g, "", &others, at(10)),
+            Verdict::Proceed
+        );
         let done = [view("a", "f1", RunPhase::Succeeded, Some(0))];
-        assert_eq!(gate("b", "f2", g, "", &done, at(10)), Verdict::Proceed);
+        assert_eq!(gate("b", "f2", "", g, "", &done, at(10)), Verdict::Proceed);
     }
 
     #[test]
@@ -431,17 +499,82 @@ mod tests {
         let g = Gates {
             cooldown: Some(Duration::from_secs(60)),
             forbid: false,
+            max_runs_per_hour: None,
         };
         let others = [
             view("a", "f1", RunPhase::Succeeded, Some(0)),
             view("s", "f2", RunPhase::Skipped, None),
         ];
         assert!(matches!(
-            gate("b", "f1", g, "1m", &others, at(30)),
+            gate("b", "f1", "", g, "1m", &others, at(30)),
             Verdict::Cooldown(_)
         ));
-        assert_eq!(gate("b", "f1", g, "1m", &others, at(61)), Verdict::Proceed);
-        assert_eq!(gate("b", "f2", g, "1m", &others, at(30)), Verdict::Proceed);
+        assert_eq!(
+            gate("b", "f1", "", g, "1m", &others, at(61)),
+            Verdict::Proceed
+        );
+        assert_eq!(
+            gate("b", "f2", "", g, "1m", &others, at(30)),
+            Verdict::Proceed
+        );
+    }
+
+    #[test]
+    fn the_budget_counts_runs_started_within_the_hour_per_key() {
+        let g = Gates {
+            max_runs_per_hour: Some(2),
+            ..Gates::default()
+        };
+        let keyed = |name: &str, key: &str, phase: RunPhase, started: Option<i64>| RunView {
+            budget_key: key.into(),
+            ..view(name, "f", phase, started)
+        };
+        let db1 = r#"instance="db-1""#;
+        let db2 = r#"instance="db-2""#;
+        let others = [
+            keyed("a", db1, RunPhase::Succeeded, Some(0)),
+            keyed("b", db1, RunPhase::Failed, Some(100)),
+            keyed("c", db1, RunPhase::Skipped, None),
+            keyed("d", db2, RunPhase::Running, Some(100)),
+        ];
+        match gate("e", "f", db1, g, "", &others, at(200)) {
+            Verdict::Budget(why) => assert!(
+                why.contains(r#"2 Runs started within the last hour for instance="db-1""#),
+                "{why}"
+            ),
+            other => panic!("expected the budget to hold, got {other:?}"),
+        }
+        // Another key has its own budget; an hour later the first one is back.
+        assert_eq!(
+            gate("e", "f", db2, g, "", &others, at(200)),
+            Verdict::Proceed
+        );
+        assert_eq!(
+            gate("e", "f", db1, g, "", &others, at(3601)),
+            Verdict::Proceed
+        );
+        let labels = BTreeMap::from([("instance".to_string(), "db-1".to_string())]);
+        assert_eq!(budget_key(&labels, &["instance".to_string()]), db1);
+        assert_eq!(
+            budget_key(&labels, &["instance".to_string(), "pod".to_string()]),
+            r#"instance="db-1",pod="""#
+        );
+    }
+
+    #[test]
+    fn failures_count_in_a_row_since_the_resume() {
+        use RunPhase::*;
+        let runs = [
+            (at(50), Failed),
+            (at(40), Skipped),
+            (at(30), Ineffective),
+            (at(20), Succeeded),
+            (at(10), Failed),
+        ];
+        assert_eq!(failures_in_a_row(&runs, None), 2);
+        assert_eq!(failures_in_a_row(&runs, Some(at(35))), 1);
+        assert_eq!(failures_in_a_row(&runs[3..], None), 0);
+        assert_eq!(failures_in_a_row(&[], None), 0);
     }
 
     #[test]

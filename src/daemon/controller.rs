@@ -130,6 +130,9 @@ impl Controller {
         let (ready, invalid) = self.index.counts();
         self.metrics.reactions_loaded.set(ready as i64);
         self.metrics.reactions_invalid.set(invalid as i64);
+        self.metrics
+            .reactions_stopped
+            .set(self.index.stopped() as i64);
     }
 
     /// Compiles a reaction unless this generation is compiled already.
@@ -137,8 +140,14 @@ impl Controller {
         let key = (obj.namespace().unwrap_or_default(), obj.name_any());
         let uid = obj.uid().unwrap_or_default();
         let generation = obj.meta().generation.unwrap_or_default();
+        // A failure budget exhausted or resumed changes readiness without a new
+        // generation.
+        let stopped = matches!(&obj.0, Ok(ar) if reaction::failure_budget_exhausted(ar).is_some());
         if let Some(existing) = self.index.get(&key) {
-            if existing.uid() == uid && existing.generation() == generation {
+            if existing.uid() == uid
+                && existing.generation() == generation
+                && existing.stopped() == stopped
+            {
                 return (key, existing);
             }
         }

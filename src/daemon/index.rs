@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::core::plan::Reactions;
-use crate::core::reaction::{CompiledReaction, Invalid};
+use crate::core::reaction::{CompiledReaction, Invalid, InvalidReason};
 use crate::model::crd::AlertReaction;
 
 /// Namespace and name of an AlertReaction.
@@ -31,6 +31,11 @@ impl Entry {
             Entry::Ready(r) => r.generation,
             Entry::Invalid { generation, .. } => *generation,
         }
+    }
+
+    /// Valid, but stopped by its failure budget.
+    pub fn stopped(&self) -> bool {
+        matches!(self, Entry::Invalid { error, .. } if error.reason == InvalidReason::FailureBudgetExhausted)
     }
 
     pub fn uid(&self) -> &str {
@@ -87,6 +92,11 @@ impl ReactionIndex {
     }
 
     /// Every entry, for recompiling after a configuration change.
+    /// How many reactions are stopped by their failure budget.
+    pub fn stopped(&self) -> usize {
+        self.read(|inner| inner.by_key.values().filter(|e| e.stopped()).count())
+    }
+
     pub fn keys(&self) -> Vec<ObjectKey> {
         self.read(|inner| inner.by_key.keys().cloned().collect())
     }

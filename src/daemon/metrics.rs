@@ -3,8 +3,8 @@
 //! `errors_total`); the detail carries the `karo_` prefix.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Owns the registry and every metric Karo exports.
@@ -37,6 +37,14 @@ pub struct Metrics {
     pub job_create_retries: IntCounter,
     /// 1 while this replica holds the Lease and follows Runs.
     pub leader: IntGauge,
+    /// Approvals asked for and their outcome (`spec.approval`).
+    pub approvals: IntCounterVec,
+    /// Runs waiting for approval now, by namespace (the leader's view).
+    pub awaiting_approval: IntGaugeVec,
+    /// How long the oldest Run waiting for approval has waited, by namespace.
+    pub oldest_approval_wait: GaugeVec,
+    /// AlertReactions stopped by their failure budget.
+    pub reactions_stopped: IntGauge,
 }
 
 impl Metrics {
@@ -159,6 +167,31 @@ impl Metrics {
                 "karo_leader",
                 "1 while this replica holds the Lease and follows Runs to their outcome.",
             )?,
+            awaiting_approval: IntGaugeVec::new(
+                Opts::new(
+                    "karo_runs_awaiting_approval",
+                    "AlertReactionRuns waiting for approval, by namespace (exported by the leader).",
+                ),
+                &["namespace"],
+            )?,
+            oldest_approval_wait: GaugeVec::new(
+                Opts::new(
+                    "karo_runs_awaiting_approval_oldest_seconds",
+                    "How long the oldest Run waiting for approval has waited, by namespace.",
+                ),
+                &["namespace"],
+            )?,
+            reactions_stopped: IntGauge::new(
+                "karo_reactions_failure_budget_exhausted",
+                "AlertReactions stopped by budget.suspendAfterFailures until a person resumes them.",
+            )?,
+            approvals: IntCounterVec::new(
+                Opts::new(
+                    "karo_approvals_total",
+                    "Runs that waited for approval, by outcome: requested, approved, rejected, expired, cancelled.",
+                ),
+                &["result"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.alert_reactions.clone()))?;
@@ -186,8 +219,16 @@ impl Metrics {
         m.registry
             .register(Box::new(m.job_create_retries.clone()))?;
         m.registry.register(Box::new(m.leader.clone()))?;
+        m.registry.register(Box::new(m.approvals.clone()))?;
+        m.registry.register(Box::new(m.awaiting_approval.clone()))?;
+        m.registry
+            .register(Box::new(m.oldest_approval_wait.clone()))?;
+        m.registry.register(Box::new(m.reactions_stopped.clone()))?;
         for phase in ["Succeeded", "Failed", "Skipped"] {
             m.runs.with_label_values(&[phase]);
+        }
+        for result in ["requested", "approved", "rejected", "expired", "cancelled"] {
+            m.approvals.with_label_values(&[result]);
         }
         // Label values known in advance are exported at zero from the start, so
         // rate() and absent() behave before the first event.
@@ -283,14 +324,16 @@ pub enum SkipReason {
     Cooldown,
     Concurrency,
     RateLimit,
+    Budget,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 4] = [
+    pub const ALL: [SkipReason; 5] = [
         SkipReason::Suspended,
         SkipReason::Cooldown,
         SkipReason::Concurrency,
         SkipReason::RateLimit,
+        SkipReason::Budget,
     ];
 
     pub fn label(self) -> &'static str {
@@ -299,6 +342,7 @@ impl SkipReason {
             SkipReason::Cooldown => "cooldown",
             SkipReason::Concurrency => "concurrency",
             SkipReason::RateLimit => "rate_limit",
+            SkipReason::Budget => "budget",
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct StatusDelta {
     pub failed: i64,
     /// The Run that finished last.
     pub last_run: Option<RunReference>,
+    /// `budget.suspendAfterFailures` was reached at this time.
+    pub exhausted_at: Option<Time>,
 }
 
 impl StatusDelta {
@@ -56,6 +58,9 @@ impl StatusDelta {
         }
         if later.last_run.is_some() {
             self.last_run = later.last_run;
+        }
+        if later.exhausted_at.is_some() {
+            self.exhausted_at = later.exhausted_at;
         }
     }
 }
@@ -294,6 +299,9 @@ impl StatusOwner {
             }
             if let Some(run) = &delta.last_run {
                 status.last_run = Some(run.clone());
+            }
+            if let Some(at) = &delta.exhausted_at {
+                status.failure_budget_exhausted_at = Some(at.clone());
             }
             match api
                 .replace_status(name, &PostParams::default(), &current)

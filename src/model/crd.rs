@@ -115,7 +115,53 @@ pub struct AlertReactionSpec {
     /// notification. Their templates also see `run`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on_failure: Vec<Action>,
+
+    /// Limits on how often the reaction runs, counted from its Runs in the API
+    /// server (every replica sees the same).
+    pub budget: Option<BudgetSpec>,
+
+    /// A person approves each Run before its Jobs are created.
+    pub approval: Option<ApprovalSpec>,
 }
+
+/// `spec.approval`: the Run waits `AwaitingApproval` until `karo approve RUN`
+/// or `karo reject RUN` (or the annotation they set), `Rejected` after `timeout`.
+#[skip_serializing_none]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalSpec {
+    /// Off when false (default true).
+    #[serde(default = "yes")]
+    #[schemars(default = "yes")]
+    pub required: bool,
+    /// How long a Run waits for a decision (default `1h`).
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub timeout: Option<String>,
+}
+
+/// `spec.budget`.
+#[skip_serializing_none]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetSpec {
+    /// At most this many Runs start per hour for each value of `key`; the others
+    /// are `Skipped` (reason `Budget`).
+    #[schemars(range(min = 1))]
+    pub max_runs_per_hour: Option<u32>,
+    /// Alert label names whose values share one budget (for example
+    /// `[instance]`); none: one budget for the whole reaction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+    /// This many Runs in a row that end `Failed` or `Ineffective` stop the
+    /// reaction (`Ready=False`, `FailureBudgetExhausted`) until a person resumes
+    /// it (`karo resume`, or the `karo.io/resumed-at` annotation).
+    #[schemars(range(min = 1))]
+    pub suspend_after_failures: Option<u32>,
+}
+
+/// Set by `karo resume` on an AlertReaction: the time a person resumed it; a
+/// failure budget exhausted before it no longer stops the reaction.
+pub const ANNOTATION_RESUMED_AT: &str = "karo.io/resumed-at";
 
 /// What the alert's resolved notification does to a Run still running.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
@@ -449,6 +495,9 @@ pub struct AlertReactionStatus {
     pub succeeded_runs: Option<i64>,
     /// Runs that ended `Failed` or `Ineffective`.
     pub failed_runs: Option<i64>,
+    /// When `budget.suspendAfterFailures` Runs in a row failed: the reaction is
+    /// stopped until it is resumed after this time.
+    pub failure_budget_exhausted_at: Option<Time>,
 }
 
 /// A Run of a reaction, as the reaction's status names it.

@@ -73,6 +73,8 @@ pub struct RunClosing {
     /// The `onFailure` actions to run after a bad outcome, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on_failure: Vec<String>,
+    /// How long the Run waits for a person's approval, as `1h`; none: no approval.
+    pub approval_timeout: Option<String>,
 }
 
 impl RunClosing {
@@ -211,6 +213,8 @@ pub enum RunPhase {
     /// Accepted; its Jobs are not created yet.
     #[default]
     Pending,
+    /// Admitted; waiting for `karo approve` or `karo reject` (`spec.approval`).
+    AwaitingApproval,
     /// Its Jobs are created and not all finished.
     Running,
     /// Its Jobs succeeded; waiting for the alert to resolve (`verify`).
@@ -225,13 +229,16 @@ pub enum RunPhase {
     Failed,
     /// The alert resolved while the Jobs ran (`onResolved: Cancel`); they were deleted.
     Cancelled,
-    /// Not run: `reason` says why (cooldown, concurrency, rate limit).
+    /// Not run: `reason` says why (cooldown, concurrency, rate limit, budget).
     Skipped,
+    /// Not run: a person rejected it, or nobody approved it in time.
+    Rejected,
 }
 
 impl RunPhase {
-    pub const ALL: [RunPhase; 9] = [
+    pub const ALL: [RunPhase; 11] = [
         RunPhase::Pending,
+        RunPhase::AwaitingApproval,
         RunPhase::Running,
         RunPhase::Verifying,
         RunPhase::Succeeded,
@@ -240,11 +247,13 @@ impl RunPhase {
         RunPhase::Failed,
         RunPhase::Cancelled,
         RunPhase::Skipped,
+        RunPhase::Rejected,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             RunPhase::Pending => "Pending",
+            RunPhase::AwaitingApproval => "AwaitingApproval",
             RunPhase::Running => "Running",
             RunPhase::Verifying => "Verifying",
             RunPhase::Succeeded => "Succeeded",
@@ -253,6 +262,7 @@ impl RunPhase {
             RunPhase::Failed => "Failed",
             RunPhase::Cancelled => "Cancelled",
             RunPhase::Skipped => "Skipped",
+            RunPhase::Rejected => "Rejected",
         }
     }
 
@@ -260,13 +270,20 @@ impl RunPhase {
     pub fn is_finished(self) -> bool {
         !matches!(
             self,
-            RunPhase::Pending | RunPhase::Running | RunPhase::Verifying
+            RunPhase::Pending
+                | RunPhase::AwaitingApproval
+                | RunPhase::Running
+                | RunPhase::Verifying
         )
     }
 
-    /// Its Jobs were created (it was not skipped, and is past `Pending`).
+    /// Its Jobs were created (it was not skipped or rejected, and is past
+    /// `Pending` and `AwaitingApproval`).
     pub fn started(self) -> bool {
-        !matches!(self, RunPhase::Pending | RunPhase::Skipped)
+        !matches!(
+            self,
+            RunPhase::Pending | RunPhase::AwaitingApproval | RunPhase::Skipped | RunPhase::Rejected
+        )
     }
 
     /// Ended well: `onSuccess` runs.
@@ -312,7 +329,35 @@ pub struct AlertReactionRunStatus {
     /// The `onSuccess` or `onFailure` Jobs run after the outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub follow_up: Vec<RunJob>,
+    /// The approval asked for (`spec.approval`) and the decision.
+    pub approval: Option<RunApproval>,
 }
+
+/// A Run's approval.
+#[skip_serializing_none]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunApproval {
+    /// When the Run started waiting.
+    pub requested_at: Option<Time>,
+    /// It is `Rejected` at this time without a decision.
+    pub deadline: Option<Time>,
+    /// `Approved` or `Rejected`.
+    pub decision: Option<String>,
+    /// Who decided, as `karo approve` names the user of its kubeconfig.
+    pub by: Option<String>,
+    /// When Karo saw the decision.
+    pub decided_at: Option<Time>,
+    pub reason: Option<String>,
+}
+
+/// The annotation `karo approve` and `karo reject` set on a Run: `approved` or
+/// `rejected`. Who may patch a Run may decide.
+pub const ANNOTATION_APPROVAL: &str = "karo.io/approval";
+/// Who decided, as the deciding client names its user.
+pub const ANNOTATION_APPROVAL_BY: &str = "karo.io/approval-by";
+/// Why, in the decider's words.
+pub const ANNOTATION_APPROVAL_REASON: &str = "karo.io/approval-reason";
 
 /// A Run's Alertmanager silence.
 #[skip_serializing_none]

@@ -47,10 +47,16 @@ pub(super) async fn silence(
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
     match next.silence.as_ref().map(|s| (s.state, s.id.clone())) {
-        None if phase == RunPhase::Running => {
-            let Some(plan) = closing::silence_for(run, Timestamp::now()) else {
+        None if matches!(phase, RunPhase::Running | RunPhase::AwaitingApproval) => {
+            let Some(mut plan) = closing::silence_for(run, Timestamp::now()) else {
                 return;
             };
+            if phase == RunPhase::AwaitingApproval {
+                plan.comment = format!(
+                    "Awaiting approval: karo approve -n {ns} {name} (or karo reject). {}",
+                    plan.comment
+                );
+            }
             let outcome = match ctx.runner.alertmanager() {
                 Ok(Some(am)) => am.ensure_silence(&plan).await.map_err(|e| e.to_string()),
                 Ok(None) => Err("no Alertmanager is configured (alertmanager.url)".to_string()),
@@ -124,28 +130,96 @@ fn silence_pending(status: &AlertReactionRunStatus) -> bool {
         .is_some_and(|s| s.state == SilenceState::Active && s.id.is_some())
 }
 
+/// How often a Run with `onResolved: Cancel` whose own silence mutes its alert
+/// asks Alertmanager whether the alert still fires (see `resolved_while_silenced`).
+pub(super) const SILENCED_POLL: Duration = Duration::from_secs(10);
+
+/// Whether the Run must ask Alertmanager itself to see its alert resolve: it
+/// cancels on resolve, has not seen it, and its silence is active.
+pub(super) fn polls_alertmanager(run: &AlertReactionRun, status: &AlertReactionRunStatus) -> bool {
+    run.spec.closing.cancel_on_resolved && status.resolved_at.is_none() && silence_pending(status)
+}
+
+/// `onResolved: Cancel` while the Run's silence is active. Alertmanager mutes the
+/// alert's resolved notification with the silence like any other (and then drops
+/// it), so the webhook never hears of the resolve: ask the alerts API instead.
+/// The time the alert was found resolved, or `None` (still firing, or no answer:
+/// asked again at the next look).
+pub(super) async fn resolved_while_silenced(
+    ctx: &Ctx,
+    run: &AlertReactionRun,
+    status: &AlertReactionRunStatus,
+) -> Option<Time> {
+    if !polls_alertmanager(run, status) {
+        return None;
+    }
+    let am = ctx.runner.alertmanager().ok().flatten()?;
+    let alertname = run
+        .spec
+        .alert
+        .labels
+        .get("alertname")
+        .cloned()
+        .unwrap_or_default();
+    match am
+        .alert_firing(&run.spec.alert.fingerprint, &alertname)
+        .await
+    {
+        Ok(true) => None,
+        Ok(false) => {
+            info!(namespace = %run.namespace().unwrap_or_default(), run = %run.name_any(), "the silenced alert no longer fires in Alertmanager");
+            Some(Time(Timestamp::now()))
+        }
+        Err(e) => {
+            ctx.runner.metrics.error(ErrorKind::Api);
+            warn!(namespace = %run.namespace().unwrap_or_default(), run = %run.name_any(), error = %e, "cannot ask Alertmanager whether the silenced alert still fires; asking again later");
+            None
+        }
+    }
+}
+
 /// The alert resolved while the Run's Jobs ran (`onResolved: Cancel`): deletes
 /// the Jobs still active (their pods with them) and ends the Run `Cancelled`.
+/// `None` when there is nothing to cancel: every Job was created and has
+/// finished (the resolve was seen after the Jobs ended, for example by a Karo
+/// that was down meanwhile); the Run then takes its Jobs' outcome.
 pub(super) async fn cancel(
     ctx: &Ctx,
     run: &AlertReactionRun,
     status: &AlertReactionRunStatus,
-) -> Result<Action, RunError> {
+) -> Result<Option<Action>, RunError> {
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
     let api: Api<Job> = Api::namespaced(ctx.runner.client.clone(), &ns);
-    let mut jobs = Vec::new();
-    let mut deleted = 0usize;
+    // Each action's recorded Job, and the Job itself unless its outcome is recorded.
+    let mut found = Vec::with_capacity(run.spec.actions.len());
     for action in &run.spec.actions {
         let recorded = status.jobs.iter().find(|j| j.name == action.job_name);
+        let job = match recorded.filter(|r| r.phase.is_finished()) {
+            Some(_) => None,
+            None => api
+                .get_opt(&action.job_name)
+                .await?
+                .filter(|j| ours(j, run)),
+        };
+        found.push((action, recorded, job));
+    }
+    let finished = |recorded: Option<&RunJob>, job: &Option<Job>| {
+        recorded.is_some_and(|r| r.phase.is_finished())
+            || job
+                .as_ref()
+                .is_some_and(|j| run::job_state(j).phase.is_finished())
+    };
+    if !found.is_empty() && found.iter().all(|(_, r, j)| finished(*r, j)) {
+        return Ok(None);
+    }
+    let mut jobs = Vec::new();
+    let mut deleted = 0usize;
+    for (action, recorded, job) in found {
         if let Some(r) = recorded.filter(|r| r.phase.is_finished()) {
             jobs.push(r.clone());
             continue;
         }
-        let job = api
-            .get_opt(&action.job_name)
-            .await?
-            .filter(|j| ours(j, run));
         let state = job.as_ref().map(run::job_state);
         match state {
             Some(s) if s.phase.is_finished() => jobs.push(RunJob {
@@ -201,11 +275,11 @@ pub(super) async fn cancel(
     );
     silence(ctx, run, RunPhase::Cancelled, &mut next).await;
     if !write_status(ctx, run, next.clone()).await? {
-        return Ok(Action::requeue(Duration::from_millis(200)));
+        return Ok(Some(Action::requeue(Duration::from_millis(200))));
     }
     info!(namespace = %ns, run = %name, deleted, "Run cancelled: the alert resolved");
     ctx.record_outcome(run, &next, StatusDelta::default());
-    Ok(after_write(&next))
+    Ok(Some(after_write(&next)))
 }
 
 /// A `Verifying` Run: `Remediated` once the alert resolved, `Ineffective` when
@@ -463,7 +537,13 @@ fn after_write(status: &AlertReactionRunStatus) -> Action {
     }
 }
 
-fn event(ctx: &Ctx, run: &AlertReactionRun, kind: EventType, reason: &str, note: String) {
+pub(super) fn event(
+    ctx: &Ctx,
+    run: &AlertReactionRun,
+    kind: EventType,
+    reason: &str,
+    note: String,
+) {
     ctx.runner.events.about_ref(
         object_ref(
             &run.namespace().unwrap_or_default(),

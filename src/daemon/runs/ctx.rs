@@ -25,7 +25,7 @@ use crate::core::snapshot::Snapshot;
 use crate::daemon::alertmanager::{AlertmanagerClient, AlertmanagerError};
 use crate::daemon::events::EventSender;
 use crate::daemon::executor::retryable;
-use crate::daemon::index::ReactionIndex;
+use crate::daemon::index::{Entry, ReactionIndex};
 use crate::daemon::limits::RateLimiter;
 use crate::daemon::metrics::{Metrics, SkipReason};
 use crate::daemon::runs::gatekeeper::Gatekeeper;
@@ -293,6 +293,7 @@ impl Ctx {
             RunView {
                 name: name.clone(),
                 fingerprint: run.spec.alert.fingerprint.clone(),
+                budget_key: self.budget_key(run),
                 phase,
                 started: status.start_time.as_ref().map(|t| t.0),
             },
@@ -340,6 +341,9 @@ impl Ctx {
             phase.as_str(),
             note,
         );
+        if phase.is_failure() {
+            self.check_failure_budget(run, status, &mut delta);
+        }
         delta.last_run = Some(RunReference {
             name,
             phase: phase.as_str().into(),
@@ -353,6 +357,89 @@ impl Ctx {
             run.spec.reaction.uid.clone(),
             delta,
         );
+    }
+}
+
+impl Ctx {
+    /// After a failed Run: stops the reaction (through its status) when
+    /// `budget.suspendAfterFailures` Runs in a row have failed.
+    fn check_failure_budget(
+        &self,
+        run: &AlertReactionRun,
+        status: &AlertReactionRunStatus,
+        delta: &mut StatusDelta,
+    ) {
+        let ns = run.namespace().unwrap_or_default();
+        let key = (ns.clone(), run.spec.reaction.name.clone());
+        let Some(Entry::Ready(reaction)) = self.runner.index.get(&key) else {
+            return;
+        };
+        if reaction.uid != run.spec.reaction.uid {
+            return;
+        }
+        let Some(limit) = reaction
+            .spec
+            .budget
+            .as_ref()
+            .and_then(|b| b.suspend_after_failures)
+        else {
+            return;
+        };
+        let name = run.name_any();
+        let mut finished: Vec<(Timestamp, RunPhase)> = self
+            .store
+            .state()
+            .iter()
+            .filter(|r| {
+                r.spec.reaction.uid == reaction.uid
+                    && r.namespace().as_deref() == Some(ns.as_str())
+                    && r.name_any() != name
+            })
+            .filter_map(|r| {
+                let s = r.status.as_ref()?;
+                let phase = s.phase.filter(|p| p.is_finished())?;
+                Some((s.completion_time.as_ref()?.0, phase))
+            })
+            .collect();
+        let now = Timestamp::now();
+        finished.push((
+            status.completion_time.as_ref().map_or(now, |t| t.0),
+            status.phase.unwrap_or_default(),
+        ));
+        let failures = run::failures_in_a_row(&finished, reaction.resumed_at);
+        if failures < limit as usize {
+            return;
+        }
+        delta.exhausted_at = Some(Time(now));
+        info!(namespace = %ns, reaction = %reaction.name, failures, "failure budget exhausted: the reaction stops until resumed");
+        self.runner.events.about_ref(
+            reaction.object_ref(),
+            EventType::Warning,
+            "FailureBudgetExhausted",
+            format!(
+                "{failures} Runs in a row failed (budget.suspendAfterFailures: {limit}), the last {name}; the reaction is stopped until resumed: karo resume -n {ns} {}",
+                reaction.name
+            ),
+        );
+    }
+
+    /// The Run's budget key under its reaction's `budget.key` as it is now.
+    pub(super) fn budget_key(&self, run: &AlertReactionRun) -> String {
+        let key = (
+            run.namespace().unwrap_or_default(),
+            run.spec.reaction.name.clone(),
+        );
+        match self.runner.index.get(&key) {
+            Some(Entry::Ready(r)) => run::budget_key(
+                &run.spec.alert.labels,
+                r.spec
+                    .budget
+                    .as_ref()
+                    .map(|b| b.key.as_slice())
+                    .unwrap_or_default(),
+            ),
+            _ => String::new(),
+        }
     }
 }
 

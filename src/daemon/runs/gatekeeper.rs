@@ -68,6 +68,13 @@ impl Gatekeeper {
         let name = run.name_any();
         let namespace = run.namespace().unwrap_or_default();
         let fingerprint = run.spec.alert.fingerprint.clone();
+        let key_names = reaction
+            .spec
+            .budget
+            .as_ref()
+            .map(|b| b.key.as_slice())
+            .unwrap_or_default();
+        let budget_key = run::budget_key(&run.spec.alert.labels, key_names);
         let now = Timestamp::now();
         if !gates.any() {
             return Verdict::Proceed;
@@ -104,6 +111,7 @@ impl Gatekeeper {
                 let mut view = RunView {
                     name: rname.clone(),
                     fingerprint: r.spec.alert.fingerprint.clone(),
+                    budget_key: run::budget_key(&r.spec.alert.labels, key_names),
                     phase: status.phase.unwrap_or_default(),
                     started: status.start_time.map(|t| t.0),
                 };
@@ -128,7 +136,15 @@ impl Gatekeeper {
             }
         }
         let cooldown_text = reaction.spec.cooldown.as_deref().unwrap_or("");
-        let verdict = run::gate(&name, &fingerprint, gates, cooldown_text, &others, now);
+        let verdict = run::gate(
+            &name,
+            &fingerprint,
+            &budget_key,
+            gates,
+            cooldown_text,
+            &others,
+            now,
+        );
         let phase = match verdict {
             Verdict::Proceed => RunPhase::Running,
             _ => RunPhase::Skipped,
@@ -139,6 +155,7 @@ impl Gatekeeper {
             RunView {
                 name,
                 fingerprint,
+                budget_key,
                 phase,
                 started: (phase == RunPhase::Running).then_some(now),
             },

@@ -11,6 +11,7 @@
 //! All state is in the API server: a new leader carries on where the last one
 //! stopped, and a crash between a Run and its Jobs loses nothing.
 
+pub mod approval;
 pub mod closing;
 pub mod ctx;
 pub mod gatekeeper;

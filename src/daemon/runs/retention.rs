@@ -2,6 +2,7 @@
 //! delivered for `runs.retention`, resolved more than
 //! `runs.retentionAfterResolved` ago, or beyond `runs.historyLimit` per reaction.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tracing::{debug, info, warn};
 use crate::core::run::{self, Expiry, Kept, Retention};
 use crate::core::snapshot::Snapshot;
 use crate::daemon::metrics::{ErrorKind, Metrics};
-use crate::model::run::AlertReactionRun;
+use crate::model::run::{AlertReactionRun, RunPhase};
 
 /// Sweeps the Runs in `store` until aborted.
 pub async fn sweep(
@@ -26,6 +27,7 @@ pub async fn sweep(
 ) {
     // Not waiting for the store to be ready: until it is, it is empty and
     // nothing is deleted.
+    let mut waiting_in: HashSet<String> = HashSet::new();
     loop {
         let retention = {
             let config = &snapshots.borrow().config;
@@ -38,6 +40,7 @@ pub async fn sweep(
         let every = (retention.retention.min(retention.after_resolved) / 4)
             .clamp(Duration::from_secs(1), Duration::from_secs(60));
         let runs: Vec<Arc<AlertReactionRun>> = store.state();
+        waiting_in = export_waiting(&runs, &metrics, waiting_in);
         let kept: Vec<Kept> = runs.iter().map(|r| kept(r)).collect();
         for (name, why) in run::expired(&kept, Timestamp::now(), &retention) {
             let Some(r) = runs.iter().find(|r| r.name_any() == name) else {
@@ -67,6 +70,48 @@ pub async fn sweep(
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Exports the Runs waiting for approval, by namespace; namespaces that had
+/// some at the last sweep (`before`) and have none now go back to 0.
+fn export_waiting(
+    runs: &[Arc<AlertReactionRun>],
+    metrics: &Metrics,
+    before: HashSet<String>,
+) -> HashSet<String> {
+    let now = Timestamp::now();
+    let mut waiting: HashMap<String, (i64, f64)> = HashMap::new();
+    for r in runs {
+        let status = r.status.as_ref();
+        if status.and_then(|s| s.phase) != Some(RunPhase::AwaitingApproval) {
+            continue;
+        }
+        let since = status
+            .and_then(|s| s.approval.as_ref())
+            .and_then(|a| a.requested_at.as_ref())
+            .map_or(now, |t| t.0);
+        let waited = now.duration_since(since).as_secs_f64().max(0.0);
+        let entry = waiting
+            .entry(r.namespace().unwrap_or_default())
+            .or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.max(waited);
+    }
+    for ns in before.iter().filter(|ns| !waiting.contains_key(*ns)) {
+        metrics.awaiting_approval.with_label_values(&[ns]).set(0);
+        metrics
+            .oldest_approval_wait
+            .with_label_values(&[ns])
+            .set(0.0);
+    }
+    for (ns, (n, oldest)) in &waiting {
+        metrics.awaiting_approval.with_label_values(&[ns]).set(*n);
+        metrics
+            .oldest_approval_wait
+            .with_label_values(&[ns])
+            .set(*oldest);
+    }
+    waiting.into_keys().collect()
 }
 
 fn kept(r: &AlertReactionRun) -> Kept {

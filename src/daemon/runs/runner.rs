@@ -34,9 +34,9 @@ use crate::core::reaction::object_ref;
 use crate::core::run::{self, Verdict};
 use crate::daemon::index::Entry;
 use crate::daemon::metrics::{ErrorKind, SkipReason};
-use crate::daemon::runs::closing;
 use crate::daemon::runs::gatekeeper::Gatekeeper;
 use crate::daemon::runs::retention;
+use crate::daemon::runs::{approval, closing};
 use crate::daemon::status::StatusDelta;
 use crate::model::crd::JobReference;
 use crate::model::run::{
@@ -167,7 +167,7 @@ fn error_policy(run: Arc<AlertReactionRun>, error: &RunError, ctx: Arc<Ctx>) -> 
 }
 
 async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, RunError> {
-    let status = run.status.clone().unwrap_or_default();
+    let mut status = run.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or_default();
     if run.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -178,8 +178,14 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
     if phase == RunPhase::Verifying {
         return closing::verifying(&ctx, &run, &status).await;
     }
+    // Karo's own silence mutes the resolved notification too: ask Alertmanager.
+    if let Some(at) = closing::resolved_while_silenced(&ctx, &run, &status).await {
+        status.resolved_at = Some(at);
+    }
     if status.resolved_at.is_some() && run.spec.closing.cancel_on_resolved {
-        return closing::cancel(&ctx, &run, &status).await;
+        if let Some(action) = closing::cancel(&ctx, &run, &status).await? {
+            return Ok(action);
+        }
     }
     let runner = &ctx.runner;
     let ns = run.namespace().unwrap_or_default();
@@ -196,7 +202,7 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
             return Ok(Action::requeue(wait));
         }
     }
-    if !was_started && found.is_empty() && !retrying_since {
+    if !was_started && found.is_empty() && !retrying_since && phase == RunPhase::Pending {
         let key = (ns.clone(), run.spec.reaction.name.clone());
         let reaction = match runner.index.get(&key) {
             Some(Entry::Ready(r)) if r.uid == run.spec.reaction.uid => r,
@@ -220,10 +226,18 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
                 Verdict::Proceed => runner.take_budget(run.spec.actions.len()),
                 Verdict::Cooldown(why) => Some((SkipReason::Cooldown, why)),
                 Verdict::Concurrency(why) => Some((SkipReason::Concurrency, why)),
+                Verdict::Budget(why) => Some((SkipReason::Budget, why)),
             }
         };
         if let Some((reason, why)) = skip {
             return finish_skipped(&ctx, &run, reason, why).await;
+        }
+    }
+
+    if !was_started && found.is_empty() {
+        match approval::gate(&ctx, &run, &mut status).await? {
+            approval::Gate::Proceed => {}
+            approval::Gate::Done(action) => return Ok(action),
         }
     }
 
@@ -273,6 +287,7 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
         last_seen: status.last_seen.clone(),
         resolved_at: status.resolved_at.clone(),
         silence: status.silence.clone(),
+        approval: status.approval.clone(),
         ..Default::default()
     };
     if new_phase == RunPhase::Succeeded {
@@ -328,8 +343,13 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
             created_at: j.start_time.clone().unwrap_or(Time(now)),
         })
         .collect();
+    let recheck = if closing::polls_alertmanager(&run, &next) {
+        closing::SILENCED_POLL
+    } else {
+        RECHECK
+    };
     if run.status.as_ref() == Some(&next) {
-        return Ok(Action::requeue(RECHECK));
+        return Ok(Action::requeue(recheck));
     }
     if !write_status(&ctx, &run, next.clone()).await? {
         return Ok(Action::requeue(Duration::from_millis(200)));
@@ -376,7 +396,7 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
         // The finishing write wakes the Run for what follows the outcome.
         p if p.is_finished() => Action::await_change(),
         RunPhase::Verifying => Action::requeue(Duration::from_millis(100)),
-        _ => Action::requeue(RECHECK),
+        _ => Action::requeue(recheck),
     })
 }
 
@@ -516,5 +536,6 @@ fn skip_reason_word(reason: SkipReason) -> &'static str {
         SkipReason::Cooldown => "Cooldown",
         SkipReason::Concurrency => "Concurrency",
         SkipReason::RateLimit => "RateLimit",
+        SkipReason::Budget => "Budget",
     }
 }
