@@ -327,6 +327,19 @@ fn closing_steps(
 ) -> Vec<String> {
     let closing = &run.spec.closing;
     let mut parts = Vec::new();
+    if let Some(timeout) = &closing.approval_timeout {
+        parts.push(format!(
+            "its Jobs wait for approval (karo approve), Rejected if nobody decides within {timeout}"
+        ));
+    }
+    if let Some(n) = reaction
+        .spec
+        .budget
+        .as_ref()
+        .and_then(|b| b.suspend_after_failures)
+    {
+        parts.push(format!("{n} failed Runs in a row stop the reaction"));
+    }
     if let Some(d) = &closing.silence_duration {
         parts.push(format!(
             "while its Jobs run, an Alertmanager silence on the alert's labels (at most {d})"

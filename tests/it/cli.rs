@@ -85,6 +85,12 @@ const EXAMPLES: &[(&str, &str, &str, usize)] = &[
         "examples/payloads/test-alert.json",
         1,
     ),
+    (
+        "guard-rails",
+        "examples/guard-rails.yaml",
+        "examples/payloads/guard-rails.json",
+        1,
+    ),
     // The restart, then its onSuccess and its onFailure Job.
     (
         "closing-the-loop",

@@ -14,4 +14,4 @@ pub use karo::model::config::{
 };
 pub use karo::model::crd::{crd_yaml, AlertReaction, AlertStatus};
 pub use karo::model::run::crd_yaml as run_crd_yaml;
-pub use karo::model::run::{AlertReactionRun, JobPhase, RunPhase};
+pub use karo::model::run::{AlertReactionRun, JobPhase, RunPhase, SilenceState};

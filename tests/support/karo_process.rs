@@ -23,7 +23,7 @@ pub struct KaroProcess {
     url: String,
     /// How it was started, for `restart`.
     launch: Launch,
-    _dir: TestDir,
+    dir: TestDir,
     /// Holds `config.yaml` when Karo was started with `start_with_config`.
     config: Option<TestDir>,
 }
@@ -75,15 +75,14 @@ impl KaroProcess {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
-        let (proc, _, url) = start_on_free_port(KARO_READY_TIMEOUT, |port, _| {
-            launch.spawn(dir.path(), port)
-        })
-        .await?;
+        let (proc, _, url) =
+            start_on_free_port(KARO_READY_TIMEOUT, |port, _| launch.spawn(dir.path(), port))
+                .await?;
         Ok(KaroProcess {
             proc,
             url,
             launch,
-            _dir: dir,
+            dir,
             config: None,
         })
     }
@@ -122,7 +121,7 @@ impl KaroProcess {
             proc,
             url,
             launch,
-            _dir: dir,
+            dir,
             config: Some(config_dir),
         })
     }
@@ -143,7 +142,7 @@ impl KaroProcess {
             .next()
             .and_then(|p| p.parse::<u16>().ok())
             .expect("Karo's URL ends with its port");
-        let (mut proc, probe, _) = self.launch.spawn(self._dir.path(), port)?;
+        let (mut proc, probe, _) = self.launch.spawn(self.dir.path(), port)?;
         let ready = probe.wait(&mut proc, KARO_READY_TIMEOUT).await;
         self.proc = proc;
         ready

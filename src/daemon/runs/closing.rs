@@ -153,28 +153,12 @@ pub(super) async fn resolved_while_silenced(
     if !polls_alertmanager(run, status) {
         return None;
     }
-    let am = ctx.runner.alertmanager().ok().flatten()?;
-    let alertname = run
-        .spec
-        .alert
-        .labels
-        .get("alertname")
-        .cloned()
-        .unwrap_or_default();
-    match am
-        .alert_firing(&run.spec.alert.fingerprint, &alertname)
-        .await
-    {
-        Ok(true) => None,
-        Ok(false) => {
+    match still_firing(ctx, run).await {
+        Some(false) => {
             info!(namespace = %run.namespace().unwrap_or_default(), run = %run.name_any(), "the silenced alert no longer fires in Alertmanager");
             Some(Time(Timestamp::now()))
         }
-        Err(e) => {
-            ctx.runner.metrics.error(ErrorKind::Api);
-            warn!(namespace = %run.namespace().unwrap_or_default(), run = %run.name_any(), error = %e, "cannot ask Alertmanager whether the silenced alert still fires; asking again later");
-            None
-        }
+        _ => None,
     }
 }
 
@@ -282,6 +266,30 @@ pub(super) async fn cancel(
     Ok(Some(after_write(&next)))
 }
 
+/// Whether Alertmanager has the Run's alert firing; `None` without an
+/// Alertmanager or an answer.
+async fn still_firing(ctx: &Ctx, run: &AlertReactionRun) -> Option<bool> {
+    let am = ctx.runner.alertmanager().ok().flatten()?;
+    let alertname = run
+        .spec
+        .alert
+        .labels
+        .get("alertname")
+        .cloned()
+        .unwrap_or_default();
+    match am
+        .alert_firing(&run.spec.alert.fingerprint, &alertname)
+        .await
+    {
+        Ok(firing) => Some(firing),
+        Err(e) => {
+            ctx.runner.metrics.error(ErrorKind::Api);
+            warn!(namespace = %run.namespace().unwrap_or_default(), run = %run.name_any(), error = %e, "cannot ask Alertmanager whether the alert still fires; asking again later");
+            None
+        }
+    }
+}
+
 /// A `Verifying` Run: `Remediated` once the alert resolved, `Ineffective` when
 /// it still fires after `verify.within` (asked of Alertmanager when one is
 /// configured, for receivers that do not send resolved notifications).
@@ -295,6 +303,18 @@ pub(super) async fn verifying(
     let within = run.spec.closing.verify_within.clone().unwrap_or_default();
     let resolved = status.resolved_at.as_ref().map(|t| t.0);
     let (phase, reason, message) = match closing::verify_step(now, resolved, deadline) {
+        // The Run's silence muted the alert while the Jobs ran, and with it a
+        // resolved notification sent then: ask Alertmanager meanwhile too.
+        VerifyStep::Wait(left) if status.silence.as_ref().is_some_and(|s| s.id.is_some()) => {
+            match still_firing(ctx, run).await {
+                Some(false) => (
+                    RunPhase::Remediated,
+                    "AlertResolved",
+                    "Alertmanager no longer has the alert firing".to_string(),
+                ),
+                _ => return Ok(Action::requeue(left.min(SILENCED_POLL))),
+            }
+        }
         VerifyStep::Wait(left) => return Ok(Action::requeue(left)),
         VerifyStep::Remediated => (
             RunPhase::Remediated,

@@ -9,8 +9,12 @@
 //! - `live_config`: `helm upgrade` reaches Karo through the kubelet, without a restart;
 //! - `secrets_and_replicas`: a rotated password Secret, and two replicas behind the Service;
 //! - `runs`: AlertReactionRuns follow real Jobs to their outcome, survive the Job's TTL,
-//!   and retry a Job the API server refuses for a passing reason.
+//!   and retry a Job the API server refuses for a passing reason;
+//! - `closing`: closing the loop with a real Alertmanager and Karo as a process that is
+//!   killed and restarted: `onResolved: Cancel`, the silence, `verify`, `onSuccess` and
+//!   `onFailure`.
 
+mod closing;
 mod demo;
 mod karo_pod;
 mod lifecycle;
