@@ -3,8 +3,8 @@
 //! `errors_total`); the detail carries the `karo_` prefix.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Owns the registry and every metric Karo exports.
@@ -39,10 +39,12 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// Approvals asked for and their outcome (`spec.approval`).
     pub approvals: IntCounterVec,
-    /// Runs waiting for approval now, by namespace (the leader's view).
-    pub awaiting_approval: IntGaugeVec,
-    /// How long the oldest Run waiting for approval has waited, by namespace.
-    pub oldest_approval_wait: GaugeVec,
+    /// Runs waiting for approval now (the leader's view).
+    pub awaiting_approval: IntGauge,
+    /// How long the oldest Run waiting for approval has waited.
+    pub oldest_approval_wait: Gauge,
+    /// Per watched scope (a namespace, or `""` for all): waiting Runs, oldest wait.
+    awaiting_by_scope: std::sync::Mutex<std::collections::HashMap<String, (i64, f64)>>,
     /// AlertReactions stopped by their failure budget.
     pub reactions_stopped: IntGauge,
 }
@@ -167,20 +169,15 @@ impl Metrics {
                 "karo_leader",
                 "1 while this replica holds the Lease and follows Runs to their outcome.",
             )?,
-            awaiting_approval: IntGaugeVec::new(
-                Opts::new(
-                    "karo_runs_awaiting_approval",
-                    "AlertReactionRuns waiting for approval, by namespace (exported by the leader).",
-                ),
-                &["namespace"],
+            awaiting_approval: IntGauge::new(
+                "karo_runs_awaiting_approval",
+                "AlertReactionRuns waiting for approval (exported by the leader).",
             )?,
-            oldest_approval_wait: GaugeVec::new(
-                Opts::new(
-                    "karo_runs_awaiting_approval_oldest_seconds",
-                    "How long the oldest Run waiting for approval has waited, by namespace.",
-                ),
-                &["namespace"],
+            oldest_approval_wait: Gauge::new(
+                "karo_runs_awaiting_approval_oldest_seconds",
+                "How long the oldest Run waiting for approval has waited (exported by the leader).",
             )?,
+            awaiting_by_scope: Default::default(),
             reactions_stopped: IntGauge::new(
                 "karo_reactions_failure_budget_exhausted",
                 "AlertReactions stopped by budget.suspendAfterFailures until a person resumes them.",
@@ -263,6 +260,20 @@ impl Metrics {
     /// Counts an error of one kind.
     pub fn error(&self, kind: ErrorKind) {
         self.errors.with_label_values(&[kind.label()]).inc();
+    }
+
+    /// Records the Runs waiting for approval in one watched scope and exports
+    /// the totals over every scope.
+    pub fn set_awaiting(&self, scope: &str, waiting: i64, oldest_seconds: f64) {
+        let mut by_scope = match self.awaiting_by_scope.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        by_scope.insert(scope.to_string(), (waiting, oldest_seconds));
+        self.awaiting_approval
+            .set(by_scope.values().map(|(n, _)| n).sum());
+        self.oldest_approval_wait
+            .set(by_scope.values().map(|(_, o)| *o).fold(0.0, f64::max));
     }
 
     pub fn skipped(&self, reason: SkipReason) {

@@ -2,7 +2,6 @@
 //! delivered for `runs.retention`, resolved more than
 //! `runs.retentionAfterResolved` ago, or beyond `runs.historyLimit` per reaction.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,10 +23,10 @@ pub async fn sweep(
     store: Store<AlertReactionRun>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
+    scope: String,
 ) {
     // Not waiting for the store to be ready: until it is, it is empty and
     // nothing is deleted.
-    let mut waiting_in: HashSet<String> = HashSet::new();
     loop {
         let retention = {
             let config = &snapshots.borrow().config;
@@ -40,7 +39,7 @@ pub async fn sweep(
         let every = (retention.retention.min(retention.after_resolved) / 4)
             .clamp(Duration::from_secs(1), Duration::from_secs(60));
         let runs: Vec<Arc<AlertReactionRun>> = store.state();
-        waiting_in = export_waiting(&runs, &metrics, waiting_in);
+        export_waiting(&runs, &metrics, &scope);
         let kept: Vec<Kept> = runs.iter().map(|r| kept(r)).collect();
         for (name, why) in run::expired(&kept, Timestamp::now(), &retention) {
             let Some(r) = runs.iter().find(|r| r.name_any() == name) else {
@@ -72,15 +71,10 @@ pub async fn sweep(
     }
 }
 
-/// Exports the Runs waiting for approval, by namespace; namespaces that had
-/// some at the last sweep (`before`) and have none now go back to 0.
-fn export_waiting(
-    runs: &[Arc<AlertReactionRun>],
-    metrics: &Metrics,
-    before: HashSet<String>,
-) -> HashSet<String> {
+/// Exports how many Runs of `scope` wait for approval, and the longest wait.
+fn export_waiting(runs: &[Arc<AlertReactionRun>], metrics: &Metrics, scope: &str) {
     let now = Timestamp::now();
-    let mut waiting: HashMap<String, (i64, f64)> = HashMap::new();
+    let (mut waiting, mut oldest) = (0i64, 0f64);
     for r in runs {
         let status = r.status.as_ref();
         if status.and_then(|s| s.phase) != Some(RunPhase::AwaitingApproval) {
@@ -90,28 +84,10 @@ fn export_waiting(
             .and_then(|s| s.approval.as_ref())
             .and_then(|a| a.requested_at.as_ref())
             .map_or(now, |t| t.0);
-        let waited = now.duration_since(since).as_secs_f64().max(0.0);
-        let entry = waiting
-            .entry(r.namespace().unwrap_or_default())
-            .or_default();
-        entry.0 += 1;
-        entry.1 = entry.1.max(waited);
+        waiting += 1;
+        oldest = oldest.max(now.duration_since(since).as_secs_f64().max(0.0));
     }
-    for ns in before.iter().filter(|ns| !waiting.contains_key(*ns)) {
-        metrics.awaiting_approval.with_label_values(&[ns]).set(0);
-        metrics
-            .oldest_approval_wait
-            .with_label_values(&[ns])
-            .set(0.0);
-    }
-    for (ns, (n, oldest)) in &waiting {
-        metrics.awaiting_approval.with_label_values(&[ns]).set(*n);
-        metrics
-            .oldest_approval_wait
-            .with_label_values(&[ns])
-            .set(*oldest);
-    }
-    waiting.into_keys().collect()
+    metrics.set_awaiting(scope, waiting, oldest);
 }
 
 fn kept(r: &AlertReactionRun) -> Kept {

@@ -130,6 +130,7 @@ impl Runner {
                 ctx.store.clone(),
                 self.snapshots.clone(),
                 self.metrics.clone(),
+                ns.clone().unwrap_or_default(),
             )));
             tasks.push(tokio::spawn(async move {
                 // Decide nothing before the Jobs that exist are known.

@@ -77,6 +77,8 @@ fn prometheus_rule_passes_promtool_and_uses_karos_metrics() {
         "KaroJobCreationFailing",
         "KaroConfigReloadFailed",
         "KaroWebhookAuthFailures",
+        "KaroRunsAwaitingApproval",
+        "KaroFailureBudgetExhausted",
     ] {
         assert!(alerts.contains(&wanted), "{wanted} missing: {alerts:?}");
     }
@@ -104,7 +106,7 @@ fn prometheus_rule_passes_promtool_and_uses_karos_metrics() {
         &run_output(cmd, None).expect("promtool"),
         "promtool check rules",
     );
-    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 8 rules found"), "{out}");
 }
 
 #[test]
