@@ -153,30 +153,11 @@ pub fn check_reaction(doc: &Value, renderer: &Renderer, policy: &Policy) -> Vec<
             problems.push(e.field);
         }
     }
-    let mut names = BTreeSet::new();
-    for (i, raw, action) in &actions {
-        let field = format!("spec.actions[{i}]");
-        let tree = match action {
-            Some(a) => {
-                if let Err(e) = reaction::validate_action(&context, *i, a, policy) {
-                    problems.push(e.field);
-                }
-                if let Err(e) =
-                    reaction::check_action_name(*i, &a.name, &mut names, job_template.is_some())
-                {
-                    problems.push(e.field);
-                }
-                serde_json::to_value(a).unwrap_or_else(|_| (*raw).clone())
-            }
-            None => (*raw).clone(),
-        };
-        problems.extend(
-            TemplateTree::check(&tree, &field, renderer)
-                .iter()
-                .map(RenderError::field_error),
-        );
-    }
-    for (list, entries) in [("onSuccess", &on_success), ("onFailure", &on_failure)] {
+    for (list, entries, reserve_job) in [
+        ("actions", &actions, job_template.is_some()),
+        ("onSuccess", &on_success, false),
+        ("onFailure", &on_failure, false),
+    ] {
         let mut names = BTreeSet::new();
         for (i, raw, action) in entries {
             let field = format!("spec.{list}[{i}]");
@@ -186,7 +167,7 @@ pub fn check_reaction(doc: &Value, renderer: &Renderer, policy: &Policy) -> Vec<
                         problems.push(e.field);
                     }
                     if let Err(e) =
-                        reaction::check_action_name_in(list, *i, &a.name, &mut names, false)
+                        reaction::check_action_name_in(list, *i, &a.name, &mut names, reserve_job)
                     {
                         problems.push(e.field);
                     }

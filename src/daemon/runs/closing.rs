@@ -266,10 +266,14 @@ pub(super) async fn cancel(
     Ok(Some(after_write(&next)))
 }
 
-/// Whether Alertmanager has the Run's alert firing; `None` without an
-/// Alertmanager or an answer.
-async fn still_firing(ctx: &Ctx, run: &AlertReactionRun) -> Option<bool> {
-    let am = ctx.runner.alertmanager().ok().flatten()?;
+/// Asks Alertmanager whether the Run's alert fires: `None` without an
+/// Alertmanager configured, else its answer or why there is none.
+async fn ask_firing(ctx: &Ctx, run: &AlertReactionRun) -> Option<Result<bool, String>> {
+    let am = match ctx.runner.alertmanager() {
+        Ok(Some(am)) => am,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e.to_string())),
+    };
     let alertname = run
         .spec
         .alert
@@ -277,10 +281,17 @@ async fn still_firing(ctx: &Ctx, run: &AlertReactionRun) -> Option<bool> {
         .get("alertname")
         .cloned()
         .unwrap_or_default();
-    match am
-        .alert_firing(&run.spec.alert.fingerprint, &alertname)
-        .await
-    {
+    Some(
+        am.alert_firing(&run.spec.alert.fingerprint, &alertname)
+            .await
+            .map_err(|e| e.to_string()),
+    )
+}
+
+/// Whether Alertmanager has the Run's alert firing; `None` without an
+/// Alertmanager or an answer.
+async fn still_firing(ctx: &Ctx, run: &AlertReactionRun) -> Option<bool> {
+    match ask_firing(ctx, run).await? {
         Ok(firing) => Some(firing),
         Err(e) => {
             ctx.runner.metrics.error(ErrorKind::Api);
@@ -322,23 +333,7 @@ pub(super) async fn verifying(
             "the alert resolved after the Jobs succeeded".to_string(),
         ),
         VerifyStep::AskAlertmanager => {
-            let alertname = run
-                .spec
-                .alert
-                .labels
-                .get("alertname")
-                .cloned()
-                .unwrap_or_default();
-            let asked = match ctx.runner.alertmanager() {
-                Ok(Some(am)) => Some(
-                    am.alert_firing(&run.spec.alert.fingerprint, &alertname)
-                        .await
-                        .map_err(|e| e.to_string()),
-                ),
-                Ok(None) => None,
-                Err(e) => Some(Err(e.to_string())),
-            };
-            match asked {
+            match ask_firing(ctx, run).await {
                 Some(Ok(false)) => (
                     RunPhase::Remediated,
                     "AlertResolved",
