@@ -32,7 +32,7 @@ pub fn decide(decision: Decision, run: &str, namespace: Option<&str>, reason: &s
         let current = api
             .get(run)
             .await
-            .map_err(|e| explain(e, &format!("AlertReactionRun {ns}/{run}")))?;
+            .map_err(|e| explain(e, &format!("AlertReactionRun {ns}/{run}"), DECIDING))?;
         let phase = current
             .status
             .as_ref()
@@ -56,7 +56,7 @@ pub fn decide(decision: Decision, run: &str, namespace: Option<&str>, reason: &s
         }}});
         api.patch(run, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| explain(e, &format!("AlertReactionRun {ns}/{run}")))?;
+            .map_err(|e| explain(e, &format!("AlertReactionRun {ns}/{run}"), DECIDING))?;
         println!("alertreactionrun.karo.io/{run} {done} by {by}");
         Ok(())
     })
@@ -71,7 +71,7 @@ pub fn resume(reaction: &str, namespace: Option<&str>) -> ExitCode {
         let patch = json!({"metadata": {"annotations": {ANNOTATION_RESUMED_AT: now}}});
         api.patch(reaction, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| explain(e, &format!("AlertReaction {ns}/{reaction}")))?;
+            .map_err(|e| explain(e, &format!("AlertReaction {ns}/{reaction}"), RESUMING))?;
         println!("alertreaction.karo.io/{reaction} resumed at {now}");
         Ok(())
     })
@@ -126,13 +126,17 @@ fn user() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// An API error as the user needs it: forbidden says which permission.
-fn explain(e: kube::Error, what: &str) -> String {
+/// What `karo approve` and `karo reject` need, for a refusal.
+const DECIDING: &str = "deciding needs `get` and `patch` on alertreactionruns; the chart's karo-approver ClusterRole grants them";
+/// What `karo resume` needs, for a refusal.
+const RESUMING: &str = "resuming needs `patch` on alertreactions, as editing the reaction does; the karo-approver ClusterRole does not grant it";
+
+/// An API error as the user needs it: forbidden says which permission (`needs`).
+fn explain(e: kube::Error, what: &str, needs: &str) -> String {
     match e {
-        kube::Error::Api(s) if s.code == 403 => format!(
-            "{what}: forbidden: {} (deciding needs `patch` on it; the chart's karo-approver ClusterRole grants it)",
-            s.message
-        ),
+        kube::Error::Api(s) if s.code == 403 => {
+            format!("{what}: forbidden: {} ({needs})", s.message)
+        }
         kube::Error::Api(s) if s.code == 404 => format!("{what}: not found"),
         other => format!("{what}: {other}"),
     }

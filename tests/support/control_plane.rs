@@ -37,6 +37,11 @@ pub struct ControlPlane {
     crd_installed: AtomicBool,
 }
 
+/// Users besides `admin` that the API server knows (a token each, no group, so no
+/// permission until a test binds them a role); `user_kubeconfig` is the kubeconfig
+/// to run `karo` or `kubectl` as one of them.
+pub const USERS: [&str; 2] = ["alice", "mallory"];
+
 impl ControlPlane {
     /// One control plane per test binary, started on first use. Tests sharing it must
     /// work in their own namespaces. Its processes die with the test binary.
@@ -67,10 +72,14 @@ impl ControlPlane {
         let begun = Instant::now();
         let dir = TestDir::new("cp")?;
         let token = random_hex(16);
-        fs::write(
-            dir.path().join("tokens.csv"),
-            format!("{token},admin,admin,system:masters\n"),
-        )?;
+        let mut tokens = format!("{token},admin,admin,system:masters\n");
+        let mut user_tokens = Vec::new();
+        for user in USERS {
+            let user_token = random_hex(16);
+            tokens.push_str(&format!("{user_token},{user},{user}\n"));
+            user_tokens.push((user, user_token));
+        }
+        fs::write(dir.path().join("tokens.csv"), tokens)?;
         let sa_key = dir.path().join("sa.key");
         let mut genrsa = Command::new(bins::openssl()?);
         genrsa.arg("genrsa").arg("-out").arg(&sa_key).arg("2048");
@@ -95,7 +104,13 @@ impl ControlPlane {
 
         let url = format!("https://127.0.0.1:{port}");
         let kubeconfig = dir.path().join("kubeconfig");
-        fs::write(&kubeconfig, kubeconfig_yaml(&url, &token))?;
+        fs::write(&kubeconfig, kubeconfig_yaml(&url, "admin", &token))?;
+        for (user, user_token) in &user_tokens {
+            fs::write(
+                dir.path().join(format!("kubeconfig-{user}")),
+                kubeconfig_yaml(&url, user, user_token),
+            )?;
+        }
         eprintln!(
             "karo tests: control plane {url} (etcd {etcd_url}, dir {}) ready after {:.1?}",
             dir.path().display(),
@@ -117,6 +132,13 @@ impl ControlPlane {
 
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// A kubeconfig for `user`, one of `USERS`: its user entry is named after the
+    /// user, its token is the user's own.
+    pub fn user_kubeconfig(&self, user: &str) -> PathBuf {
+        assert!(USERS.contains(&user), "{user} is not one of {USERS:?}");
+        self.dir.path().join(format!("kubeconfig-{user}"))
     }
 
     /// `https://127.0.0.1:<port>`.
@@ -349,7 +371,7 @@ async fn wait_crd_established(client: &kube::Client, name: &str) -> Result<()> {
     .with_context(|| format!("CRD {name} did not become Established"))
 }
 
-fn kubeconfig_yaml(url: &str, token: &str) -> String {
+fn kubeconfig_yaml(url: &str, user: &str, token: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Config
@@ -359,14 +381,14 @@ clusters:
     server: {url}
     insecure-skip-tls-verify: true
 users:
-- name: admin
+- name: {user}
   user:
     token: {token}
 contexts:
 - name: karo-test
   context:
     cluster: karo-test
-    user: admin
+    user: {user}
     namespace: default
 current-context: karo-test
 "

@@ -1,5 +1,5 @@
-//! What the Run tests do to a namespace besides alerting: finish or delete a Job as
-//! the Job controller or a person would (the test control planes run no controller
+//! What the Run tests do to a namespace besides alerting: finish, fail or delete a Job
+//! as the Job controller or a person would (the test control planes run no controller
 //! manager, so Jobs never finish on their own), hold Job creations back with a
 //! ResourceQuota, wait for Runs to be decided or deleted, and tell which of several
 //! Karo processes leads.
@@ -29,6 +29,25 @@ pub async fn complete_job(s: &Scenario, name: &str) {
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap_or_else(|e| panic!("completing Job {name}: {e}"));
+}
+
+/// Writes the Job's status as the Job controller does when its pod failed past its
+/// backoff limit: condition `Failed` (reason `BackoffLimitExceeded`), `failed: 1`.
+pub async fn fail_job(s: &Scenario, name: &str) {
+    let status = json!({"status": {
+        "conditions": [{
+            "type": "Failed",
+            "status": "True",
+            "reason": "BackoffLimitExceeded",
+            "message": "Job has reached the specified backoff limit",
+        }],
+        "failed": 1,
+    }});
+    jobs_api(s)
+        .await
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap_or_else(|e| panic!("failing Job {name}: {e}"));
 }
 
 /// Deletes the Job as `kubectl delete job` does.

@@ -22,13 +22,14 @@ use crate::model::run::{AlertReactionRun, AlertReactionRunStatus, RunApproval, R
 
 /// What the approval gate decided for a Run about to create its Jobs.
 pub(super) enum Gate {
-    /// No approval needed, or approved (recorded in the status given): go on.
+    /// No approval needed, or approved (the decision is on the Run): go on.
     Proceed,
     /// Waiting, or ended: this is what the reconcile returns.
     Done(Action),
 }
 
-/// Decides whether `run` may create its Jobs; an approval is recorded in `status`.
+/// Decides whether `run` may create its Jobs; a decision is recorded on the Run
+/// before any Job is created.
 pub(super) async fn gate(
     ctx: &Ctx,
     run: &AlertReactionRun,
@@ -95,11 +96,18 @@ pub(super) async fn gate(
     let (end, reason, message, result) = match step {
         ApprovalStep::Wait(left) => return Ok(Gate::Done(Action::requeue(left))),
         ApprovalStep::Approved { by, reason } => {
-            let approval = status.approval.get_or_insert_with(Default::default);
+            // Recorded before any Job exists: once a Job exists the gate is not
+            // asked again, so a decision kept only for the write that follows the
+            // Jobs would be lost if that write lost a race.
+            let mut next = status.clone();
+            let approval = next.approval.get_or_insert_with(Default::default);
             approval.decision = Some("Approved".into());
             approval.by = Some(by.clone());
             approval.decided_at = Some(Time(now));
             approval.reason = (!reason.is_empty()).then_some(reason);
+            if !write_status(ctx, run, next).await? {
+                return Ok(Gate::Done(Action::requeue(Duration::from_millis(200))));
+            }
             ctx.runner
                 .metrics
                 .approvals
@@ -113,7 +121,8 @@ pub(super) async fn gate(
                 "Approved",
                 format!("Run {name} approved by {by}"),
             );
-            return Ok(Gate::Proceed);
+            // The write wakes the Run, which then creates its Jobs.
+            return Ok(Gate::Done(Action::await_change()));
         }
         ApprovalStep::Rejected { by, reason } => {
             let approval = status.approval.get_or_insert_with(Default::default);

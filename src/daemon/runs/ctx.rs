@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{RoundMode, SignedDuration, Timestamp, TimestampRound, Unit};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -16,9 +16,10 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::core::reaction::object_ref;
+use crate::core::jobs::{self, LABEL_REACTION};
+use crate::core::reaction::{object_ref, CompiledReaction};
 use crate::core::render::Renderer;
 use crate::core::run::{self, RunView};
 use crate::core::snapshot::Snapshot;
@@ -27,7 +28,7 @@ use crate::daemon::events::EventSender;
 use crate::daemon::executor::retryable;
 use crate::daemon::index::{Entry, ReactionIndex};
 use crate::daemon::limits::RateLimiter;
-use crate::daemon::metrics::{Metrics, SkipReason};
+use crate::daemon::metrics::{ErrorKind, Metrics, SkipReason};
 use crate::daemon::runs::gatekeeper::Gatekeeper;
 use crate::daemon::status::{StatusDelta, StatusHandle};
 use crate::model::config::AlertmanagerConfig;
@@ -386,41 +387,67 @@ impl Ctx {
             return;
         };
         let name = run.name_any();
-        let mut finished: Vec<(Timestamp, RunPhase)> = self
-            .store
-            .state()
+        let now = Timestamp::now();
+        let this = (
+            status.completion_time.as_ref().map_or(now, |t| t.0),
+            status.phase.unwrap_or_default(),
+        );
+        let stored = self.store.state();
+        let failures = failures_with(stored.iter().map(|r| &**r), &reaction, &name, this);
+        if failures >= limit as usize {
+            delta.exhausted_at = Some(Time(second_after(now)));
+            exhausted(&self.runner, &reaction, failures, limit, &name);
+            return;
+        }
+        // The watch store may not hold yet the outcome of another Run this
+        // leader has just ended (two Jobs failing at once: each Run's check would
+        // see one failure). Both outcomes are in the API server before their
+        // checks, so asking it there, the later of two such checks sees both;
+        // worth asking only when enough Runs are unfinished in the store.
+        let unfinished = stored
             .iter()
             .filter(|r| {
                 r.spec.reaction.uid == reaction.uid
                     && r.namespace().as_deref() == Some(ns.as_str())
                     && r.name_any() != name
+                    && !r
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.phase)
+                        .is_some_and(|p| p.is_finished())
             })
-            .filter_map(|r| {
-                let s = r.status.as_ref()?;
-                let phase = s.phase.filter(|p| p.is_finished())?;
-                Some((s.completion_time.as_ref()?.0, phase))
-            })
-            .collect();
-        let now = Timestamp::now();
-        finished.push((
-            status.completion_time.as_ref().map_or(now, |t| t.0),
-            status.phase.unwrap_or_default(),
-        ));
-        let failures = run::failures_in_a_row(&finished, reaction.resumed_at);
-        if failures < limit as usize {
+            .count();
+        if failures + unfinished < limit as usize {
             return;
         }
-        delta.exhausted_at = Some(Time(now));
-        info!(namespace = %ns, reaction = %reaction.name, failures, "failure budget exhausted: the reaction stops until resumed");
-        self.runner.events.about_ref(
-            reaction.object_ref(),
-            EventType::Warning,
-            "FailureBudgetExhausted",
-            format!(
-                "{failures} Runs in a row failed (budget.suspendAfterFailures: {limit}), the last {name}; the reaction is stopped until resumed: karo resume -n {ns} {}",
-                reaction.name
-            ),
-        );
+        let runner = self.runner.clone();
+        tokio::spawn(async move {
+            let api: Api<AlertReactionRun> = Api::namespaced(runner.client.clone(), &ns);
+            let selector = format!(
+                "{LABEL_REACTION}={}",
+                jobs::sanitize_label_value(&reaction.name)
+            );
+            let listed = match api.list(&ListParams::default().labels(&selector)).await {
+                Ok(list) => list.items,
+                Err(e) => {
+                    runner.metrics.error(ErrorKind::Api);
+                    warn!(namespace = %ns, reaction = %reaction.name, error = %e, "cannot list the reaction's Runs to count its failures in a row");
+                    return;
+                }
+            };
+            let failures = failures_with(listed.iter(), &reaction, &name, this);
+            if failures >= limit as usize {
+                runner.status.add_to(
+                    (ns, reaction.name.clone()),
+                    reaction.uid.clone(),
+                    StatusDelta {
+                        exhausted_at: Some(Time(second_after(Timestamp::now()))),
+                        ..Default::default()
+                    },
+                );
+                exhausted(&runner, &reaction, failures, limit, &name);
+            }
+        });
     }
 
     /// The Run's budget key under its reaction's `budget.key` as it is now.
@@ -441,6 +468,79 @@ impl Ctx {
             _ => String::new(),
         }
     }
+}
+
+/// How many Runs of `reaction` failed in a row, from `runs` (the store's or the
+/// API server's) with the Run `name` as it just ended (`this`: its completion
+/// time and phase).
+fn failures_with<'a>(
+    runs: impl Iterator<Item = &'a AlertReactionRun>,
+    reaction: &CompiledReaction,
+    name: &str,
+    this: (Timestamp, RunPhase),
+) -> usize {
+    let mut finished: Vec<(Timestamp, RunPhase)> = runs
+        .filter(|r| {
+            r.spec.reaction.uid == reaction.uid
+                && r.namespace().as_deref() == Some(reaction.namespace.as_str())
+                && r.name_any() != name
+        })
+        .filter_map(|r| {
+            let s = r.status.as_ref()?;
+            let phase = s.phase.filter(|p| p.is_finished())?;
+            Some((s.completion_time.as_ref()?.0, phase))
+        })
+        .collect();
+    finished.push(this);
+    // Completion times are kept in whole seconds: a Run that ended in the second
+    // of the resume, after it, counts (as may one that ended just before it).
+    let since = reaction.resumed_at.map(|at| {
+        let second = at
+            .round(
+                TimestampRound::new()
+                    .smallest(Unit::Second)
+                    .mode(RoundMode::Trunc),
+            )
+            .unwrap_or(at);
+        second
+            .checked_sub(SignedDuration::from_nanos(1))
+            .unwrap_or(second)
+    });
+    run::failures_in_a_row(&finished, since)
+}
+
+/// The time to record as `failureBudgetExhaustedAt`: `now` rounded up to a whole
+/// second. The status keeps whole seconds and a resume counts when it is not
+/// earlier (`karo.io/resumed-at` has nanoseconds): rounded down, a budget
+/// exhausted again in the second of a resume would not stop the reaction.
+fn second_after(now: Timestamp) -> Timestamp {
+    now.round(
+        TimestampRound::new()
+            .smallest(Unit::Second)
+            .mode(RoundMode::Ceil),
+    )
+    .unwrap_or(now)
+}
+
+/// Logs and publishes that the reaction's failure budget is exhausted.
+fn exhausted(
+    runner: &Runner,
+    reaction: &CompiledReaction,
+    failures: usize,
+    limit: u32,
+    last: &str,
+) {
+    let ns = &reaction.namespace;
+    info!(namespace = %ns, reaction = %reaction.name, failures, "failure budget exhausted: the reaction stops until resumed");
+    runner.events.about_ref(
+        reaction.object_ref(),
+        EventType::Warning,
+        "FailureBudgetExhausted",
+        format!(
+            "{failures} Runs in a row failed (budget.suspendAfterFailures: {limit}), the last {last}; the reaction is stopped until resumed: karo resume -n {ns} {}",
+            reaction.name
+        ),
+    );
 }
 
 impl Runner {

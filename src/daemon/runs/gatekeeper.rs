@@ -115,6 +115,16 @@ impl Gatekeeper {
                     phase: status.phase.unwrap_or_default(),
                     started: status.start_time.map(|t| t.0),
                 };
+                // A Run waiting for approval was admitted: it holds its place
+                // (Forbid, cooldown, budget) from its request until it is rejected.
+                if view.phase == RunPhase::AwaitingApproval {
+                    view.phase = RunPhase::Running;
+                    view.started = status
+                        .approval
+                        .as_ref()
+                        .and_then(|a| a.requested_at.as_ref())
+                        .map(|t| t.0);
+                }
                 if view.phase == RunPhase::Pending {
                     let key = (reaction.uid.clone(), format!("{namespace}/{rname}"));
                     if let Some(d) = decided.get(&key) {

@@ -9,12 +9,17 @@
 //! - `concurrency`: Forbid and cooldown across many alerts of one notification and
 //!   across two replicas given the same notification.
 //! - `failover`: the leader killed, the other replica takes the Lease and does the work.
+//! - `guard_rails`: approval with `karo approve`/`karo reject` as users with and
+//!   without the chart's `karo-approver` role, its timeout and the resolved alert;
+//!   `budget.maxRunsPerHour` per key across two replicas and a failover;
+//!   `budget.suspendAfterFailures` through a restart of every replica until `karo resume`.
 //!
 //! Here: the helpers they share.
 
 mod concurrency;
 mod exactly_once;
 mod failover;
+mod guard_rails;
 mod retention;
 
 use serde_json::{json, Value};
