@@ -4,10 +4,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::core::render::Renderer;
 use crate::core::snapshot::Snapshot;
@@ -29,6 +30,9 @@ use crate::http::{server, tls};
 use crate::model::config::{self, Overrides};
 
 /// Loads the configuration, connects to the API server, and serves until stopped.
+/// How long `karo run` waits at shutdown for notifications still being handled.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
+
 pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     let file = config::config_file(config_file.as_deref())?;
     let config = config::load(file.as_deref(), &overrides)?;
@@ -95,6 +99,7 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
         metrics,
         readiness: readiness.clone(),
         authenticator: Authenticator::default(),
+        in_flight: tokio_util::task::TaskTracker::new(),
     });
 
     let addr = SocketAddr::from(([0, 0, 0, 0], port));
@@ -159,6 +164,17 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
     let _ = serve.await;
     if let Some(handle) = https {
         let _ = handle.await;
+    }
+    // Notifications whose client went away are still being handled.
+    edge.in_flight.close();
+    if tokio::time::timeout(IN_FLIGHT_GRACE, edge.in_flight.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            left = edge.in_flight.len(),
+            "notifications still being handled after {IN_FLIGHT_GRACE:?}; stopping"
+        );
     }
     // Hand the Lease over at once rather than after it expires.
     let _ = election.await;

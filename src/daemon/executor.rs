@@ -115,6 +115,7 @@ impl Executor {
     /// Handles one notification under one configuration snapshot (that of the
     /// request). Never fails as a whole: each occurrence's fate is in the summary.
     pub async fn handle(&self, notification: Notification, snapshot: &Snapshot) -> Summary {
+        self.truncated(&notification);
         let plan = plan::plan(&notification, self.index.as_ref(), &self.renderer, snapshot);
         let m = &self.metrics;
         let mut summary = Summary {
@@ -221,6 +222,51 @@ impl Executor {
             summary.errors.push(message);
         }
         summary
+    }
+
+    /// Alerts Alertmanager left out (`truncatedAlerts`, its receiver's
+    /// `max_alerts`) never reach Karo: counted, logged, and an Event on each
+    /// reaction for the notification's alert names, so nobody takes the silence
+    /// for "nothing matched".
+    fn truncated(&self, notification: &Notification) {
+        let n = notification.truncated_alerts;
+        if n == 0 {
+            return;
+        }
+        self.metrics.alerts_truncated.inc_by(n);
+        warn!(
+            truncated = n,
+            receiver = %notification.receiver,
+            group_key = %notification.group_key,
+            "Alertmanager left alerts out of this notification (max_alerts): Karo never sees them"
+        );
+        let mut names: Vec<&str> = notification
+            .alerts
+            .iter()
+            .map(Alert::alert_name)
+            .chain(
+                notification
+                    .group_labels
+                    .get("alertname")
+                    .map(String::as_str),
+            )
+            .filter(|a| !a.is_empty())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            for reaction in plan::Reactions::for_alert(self.index.as_ref(), name) {
+                self.events.about(
+                    &reaction,
+                    EventType::Warning,
+                    "AlertsTruncated",
+                    format!(
+                        "Alertmanager left {n} alert(s) out of a notification of group {} (the receiver's max_alerts); Karo never saw them",
+                        notification.group_key
+                    ),
+                );
+            }
+        }
     }
 
     /// Tallies the outcomes into the summary; dry runs count as triggers here

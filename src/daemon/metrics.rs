@@ -39,6 +39,8 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// Approvals asked for and their outcome (`spec.approval`).
     pub approvals: IntCounterVec,
+    /// Alerts Alertmanager left out of notifications (`truncatedAlerts`).
+    pub alerts_truncated: IntCounter,
     /// Runs waiting for approval now (the leader's view).
     pub awaiting_approval: IntGauge,
     /// How long the oldest Run waiting for approval has waited.
@@ -178,6 +180,10 @@ impl Metrics {
                 "How long the oldest Run waiting for approval has waited (exported by the leader).",
             )?,
             awaiting_by_scope: Default::default(),
+            alerts_truncated: IntCounter::new(
+                "karo_alerts_truncated_total",
+                "Alerts Alertmanager left out of notifications (truncatedAlerts, its max_alerts): they never reached Karo.",
+            )?,
             reactions_stopped: IntGauge::new(
                 "karo_reactions_failure_budget_exhausted",
                 "AlertReactions stopped by budget.suspendAfterFailures until a person resumes them.",
@@ -217,6 +223,7 @@ impl Metrics {
             .register(Box::new(m.job_create_retries.clone()))?;
         m.registry.register(Box::new(m.leader.clone()))?;
         m.registry.register(Box::new(m.approvals.clone()))?;
+        m.registry.register(Box::new(m.alerts_truncated.clone()))?;
         m.registry.register(Box::new(m.awaiting_approval.clone()))?;
         m.registry
             .register(Box::new(m.oldest_approval_wait.clone()))?;

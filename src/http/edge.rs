@@ -23,6 +23,9 @@ pub struct Edge {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub authenticator: Authenticator,
+    /// Notifications being handled: detached from their connection, so a client
+    /// that goes away cannot cut one short; waited for at shutdown.
+    pub in_flight: tokio_util::task::TaskTracker,
 }
 
 impl Edge {

@@ -59,7 +59,7 @@ pub async fn route(edge: &Edge, req: Request<Incoming>, peer: SocketAddr) -> Res
         },
         p if is_webhook_path(&snapshot.config.webhook.path, p) => {
             let started = Instant::now();
-            let resp = webhook(edge, &snapshot, req, peer).await;
+            let resp = webhook(edge, snapshot.clone(), req, peer).await;
             edge.metrics
                 .request_duration
                 .observe(started.elapsed().as_secs_f64());

@@ -4,6 +4,7 @@
 //! a Job could not be created for a reason worth Alertmanager's retry.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -21,14 +22,14 @@ use crate::model::alert::parse_notification;
 
 pub async fn webhook(
     edge: &Edge,
-    snapshot: &Snapshot,
+    snapshot: Arc<Snapshot>,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Resp {
     if req.method() != Method::POST {
         return method_not_allowed("POST");
     }
-    if let Err(resp) = edge.authenticate(snapshot, &req) {
+    if let Err(resp) = edge.authenticate(&snapshot, &req) {
         return *resp;
     }
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
@@ -89,7 +90,22 @@ pub async fn webhook(
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let summary = edge.executor.handle(notification, snapshot).await;
+    // Handled to the end even if the client goes away meanwhile: its Runs,
+    // counters and Events are recorded, and Alertmanager's retry finds them.
+    let executor = edge.executor.clone();
+    let handling = edge
+        .in_flight
+        .spawn(async move { executor.handle(notification, &snapshot).await });
+    let summary = match handling.await {
+        Ok(summary) => summary,
+        Err(e) => {
+            edge.metrics.error(ErrorKind::Api);
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("handling the notification failed: {e}"),
+            );
+        }
+    };
     let status = if summary.retry {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {

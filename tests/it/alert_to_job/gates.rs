@@ -159,3 +159,53 @@ async fn assert_skipped(s: &Scenario, name: &str, reason: &str) {
     assert!(status.jobs.is_empty(), "{status:?}");
     assert!(status.start_time.is_none(), "{status:?}");
 }
+
+/// Alerts Alertmanager left out of a notification (`truncatedAlerts`, its
+/// receiver's `max_alerts`) never reach Karo: it counts them, logs them and says so
+/// on the reactions of the notification's alert name, and still handles the rest.
+#[tokio::test]
+async fn truncated_alerts_are_counted_logged_and_evented() {
+    let (s, karo) = Scenario::build("truncated")
+        .reaction(&reaction(
+            "crowded",
+            "Crowded",
+            "",
+            r#", command: ["true"]"#,
+        ))
+        .start()
+        .await;
+    let mut n = notification(vec![alert(
+        json!({"alertname": "Crowded", "instance": "i1"}),
+        json!({}),
+        "2026-02-02T00:00:00Z",
+    )]);
+    n["truncatedAlerts"] = json!(7);
+    n["groupKey"] = json!("{}:{alertname=\"Crowded\"}");
+    let body = karo.notify_ok(&n).await;
+    assert_eq!(
+        body["created"], 1,
+        "the alerts that came are handled: {body}"
+    );
+    assert_eq!(karo.metric("karo_alerts_truncated_total").await, 7.0);
+    let event = s.wait_event("AlertsTruncated", "left 7 alert(s) out").await;
+    assert_eq!(
+        event.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("crowded"),
+        "{event:?}"
+    );
+    assert!(
+        karo.log_text()
+            .contains("Alertmanager left alerts out of this notification"),
+        "{}",
+        karo.log_text()
+    );
+    // A notification with nothing left out adds nothing.
+    let mut whole = notification(vec![alert(
+        json!({"alertname": "Crowded", "instance": "i2"}),
+        json!({}),
+        "2026-02-02T00:00:00Z",
+    )]);
+    whole["truncatedAlerts"] = json!(0);
+    karo.notify_ok(&whole).await;
+    assert_eq!(karo.metric("karo_alerts_truncated_total").await, 7.0);
+}
