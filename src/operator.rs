@@ -36,6 +36,7 @@ const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
 pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     let file = config::config_file(config_file.as_deref())?;
     let config = config::load(file.as_deref(), &overrides)?;
+    config.check_files()?;
     telemetry::init(&config.log_level, config.log_format)?;
     let renderer = Arc::new(Renderer::new());
     let snapshot = Snapshot::prepare(config, &renderer)?;

@@ -132,6 +132,7 @@ impl Reloader {
             .extract::<Config>()
             .map_err(ConfigError::from_figment)?;
         new.validate()?;
+        new.check_files()?;
         let current = self.snapshots.borrow().clone();
         let restart_required = keep_restart_only(&current.config, &mut new);
         for key in &restart_required {

@@ -565,11 +565,22 @@ impl Config {
                 "must not be empty",
             ));
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
-            problems.push(FieldError::new(
+        match tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            Err(e) => problems.push(FieldError::new(
                 "logLevel",
                 format!("{:?} is not a level or filter: {e}", self.log_level),
-            ));
+            )),
+            // Karo's errors would go unseen: `error` is the least.
+            Ok(f) if f.max_level_hint() == Some(tracing_subscriber::filter::LevelFilter::OFF) => {
+                problems.push(FieldError::new(
+                    "logLevel",
+                    format!(
+                        "{:?} enables no log output at all; `error` is the quietest level",
+                        self.log_level
+                    ),
+                ))
+            }
+            Ok(_) => {}
         }
         if self.webhook.tls.enabled
             && (self.webhook.tls.cert_file.is_none() || self.webhook.tls.key_file.is_none())
@@ -603,6 +614,70 @@ impl Config {
                     "jobDefaults.activeDeadlineSeconds",
                     "must be greater than 0",
                 ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+impl Config {
+    /// The files the configuration names, as the daemon needs them now: the
+    /// credentials files in use readable and not empty (read at every request,
+    /// a missing one would make every request fail), the Alertmanager CA a
+    /// certificate. Checked when `karo run` starts and at every reload (a
+    /// reload that fails keeps the running configuration); not by `karo
+    /// validate`, which checks files written for another machine.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        for (key, auth) in [
+            ("webhook.auth", &self.webhook.auth),
+            ("alertmanager.auth", &self.alertmanager.auth),
+        ] {
+            let file = match auth.kind {
+                AuthType::None => None,
+                AuthType::Basic => auth
+                    .password_file
+                    .as_ref()
+                    .map(|p| (format!("{key}.passwordFile"), p)),
+                AuthType::Bearer => auth
+                    .token_file
+                    .as_ref()
+                    .map(|p| (format!("{key}.tokenFile"), p)),
+            };
+            if let Some((key, path)) = file {
+                match std::fs::read(path) {
+                    Err(e) => problems.push(FieldError::new(
+                        key,
+                        format!("cannot read {}: {e}", path.display()),
+                    )),
+                    Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
+                        problems.push(FieldError::new(key, format!("{} is empty", path.display())))
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        if let Some(path) = &self.alertmanager.tls.ca_file {
+            match std::fs::read(path) {
+                Err(e) => problems.push(FieldError::new(
+                    "alertmanager.tls.caFile",
+                    format!("cannot read {}: {e}", path.display()),
+                )),
+                Ok(pem)
+                    if !pem
+                        .windows(PEM_CERTIFICATE.len())
+                        .any(|w| w == PEM_CERTIFICATE) =>
+                {
+                    problems.push(FieldError::new(
+                        "alertmanager.tls.caFile",
+                        format!("{} holds no PEM certificate", path.display()),
+                    ))
+                }
+                Ok(_) => {}
             }
         }
         if problems.is_empty() {
@@ -649,48 +724,6 @@ fn check_alertmanager(am: &AlertmanagerConfig, problems: &mut Vec<FieldError>) {
         }
     }
     check_auth("alertmanager.auth", &am.auth, problems);
-    // Read at every request: a file that is not there now would fail every one.
-    let files = [
-        (
-            "alertmanager.auth.passwordFile",
-            am.auth.password_file.as_ref(),
-            am.auth.kind == AuthType::Basic,
-        ),
-        (
-            "alertmanager.auth.tokenFile",
-            am.auth.token_file.as_ref(),
-            am.auth.kind == AuthType::Bearer,
-        ),
-    ];
-    for (key, path, used) in files {
-        if let (Some(path), true) = (path, used) {
-            if let Err(e) = std::fs::read(path) {
-                problems.push(FieldError::new(
-                    key,
-                    format!("cannot read {}: {e}", path.display()),
-                ));
-            }
-        }
-    }
-    if let Some(path) = &am.tls.ca_file {
-        match std::fs::read(path) {
-            Err(e) => problems.push(FieldError::new(
-                "alertmanager.tls.caFile",
-                format!("cannot read {}: {e}", path.display()),
-            )),
-            Ok(pem)
-                if !pem
-                    .windows(PEM_CERTIFICATE.len())
-                    .any(|w| w == PEM_CERTIFICATE) =>
-            {
-                problems.push(FieldError::new(
-                    "alertmanager.tls.caFile",
-                    format!("{} holds no PEM certificate", path.display()),
-                ))
-            }
-            Ok(_) => {}
-        }
-    }
     if !(1..=MAX_ALERTMANAGER_TIMEOUT_SECONDS).contains(&am.timeout_seconds) {
         problems.push(FieldError::new(
             "alertmanager.timeoutSeconds",
@@ -927,10 +960,15 @@ mod tests {
 
     #[test]
     fn alertmanager_problems_name_their_key() {
+        // What `karo validate` finds, then what the daemon finds of the files.
         let with = |f: &dyn Fn(&mut AlertmanagerConfig)| {
             let mut c = Config::default();
             f(&mut c.alertmanager);
-            problem_keys(&c)
+            let mut keys = problem_keys(&c);
+            if let Err(e) = c.check_files() {
+                keys.extend(e.problems.into_iter().map(|p| p.path));
+            }
+            keys
         };
         let url = vec!["alertmanager.url".to_string()];
         for bad in [
@@ -1001,12 +1039,60 @@ mod tests {
         c.alertmanager.auth.token_file = Some(token);
         c.alertmanager.tls.ca_file = Some(pem);
         assert_eq!(problem_keys(&c), Vec::<String>::new());
+        assert!(c.check_files().is_ok());
         c.alertmanager.tls.ca_file = Some(not_pem.clone());
-        let err = c.validate().expect_err("an error");
+        let err = c.check_files().expect_err("an error");
         assert_eq!(err.problems[0].path, "alertmanager.tls.caFile");
         assert!(
             err.problems[0].reason.contains(&*not_pem.to_string_lossy()),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_log_level_that_enables_nothing_is_refused() {
+        for quiet in ["off", "karo=off", "off,karo=off"] {
+            let c = Config {
+                log_level: quiet.into(),
+                ..Config::default()
+            };
+            assert_eq!(problem_keys(&c), ["logLevel"], "{quiet}");
+        }
+        for fine in ["error", "info,kube=warn", "karo=debug"] {
+            let c = Config {
+                log_level: fine.into(),
+                ..Config::default()
+            };
+            assert_eq!(problem_keys(&c), Vec::<String>::new(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn credentials_files_in_use_must_be_there_and_not_empty() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").expect("empty");
+        let missing = dir.path().join("missing");
+        let mut c = Config::default();
+        c.webhook.auth.kind = AuthType::Basic;
+        c.webhook.auth.username = Some("alertmanager".into());
+        c.webhook.auth.password_file = Some(missing.clone());
+        c.alertmanager.url = Some("http://am:9093".into());
+        c.alertmanager.auth.kind = AuthType::Bearer;
+        c.alertmanager.auth.token_file = Some(empty);
+        // The file is not read offline (karo validate), only by the daemon.
+        assert_eq!(problem_keys(&c), Vec::<String>::new());
+        let err = c.check_files().expect_err("refused");
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["webhook.auth.passwordFile", "alertmanager.auth.tokenFile"]
+        );
+        assert!(err.problems[0].reason.contains("cannot read"), "{err}");
+        assert!(err.problems[1].reason.contains("is empty"), "{err}");
+        // Not in use: not checked.
+        c.webhook.auth.kind = AuthType::None;
+        c.alertmanager.auth.kind = AuthType::None;
+        assert!(c.check_files().is_ok());
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{json, Value};
 
 use crate::support::karo_lib::DEFAULT_SKELETON;
-use crate::support::karo_process::KaroProcess;
+use crate::support::karo_process::{karo_command, KaroProcess};
 use crate::support::scenario::{ttl, Scenario};
 use crate::support::webhook::{firing, post_json};
 use crate::support::TestDir;
@@ -183,8 +183,16 @@ async fn broken_updates_are_refused_and_the_running_config_stays() {
     let good = s.karo_config(defaults);
     assert_eq!(karo.metric(LAST_RELOAD_SUCCESSFUL).await, 1.0);
 
+    let empty = tempfile::NamedTempFile::new().expect("empty password file");
     let broken = [
         format!("{good}webhook: [unclosed\n"),
+        format!(
+            "{good}webhook:\n  auth: {{type: basic, username: am, passwordFile: /nonexistent/password}}\n"
+        ),
+        format!(
+            "{good}webhook:\n  auth: {{type: basic, username: am, passwordFile: {}}}\n",
+            empty.path().display()
+        ),
         format!("{good}dryRun: maybe\n"),
         format!("{good}webhook:\n  path: no-leading-slash\n"),
         format!("{good}jobDefaults:\n  backoffLimit: -3\n"),
@@ -274,4 +282,35 @@ async fn sighup_and_http_reload_and_restart_only_settings() {
         !karo.log_text().contains(name),
         "info lines are off at warn"
     );
+}
+
+/// Karo does not start on credentials files it could never read: the error names
+/// the key and the file, before Karo answers any request with 401 for its own
+/// trouble.
+#[test]
+fn karo_run_refuses_credentials_files_that_are_missing_or_empty() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").expect("empty file");
+    for (file, why) in [
+        (dir.path().join("missing"), "cannot read"),
+        (empty, "is empty"),
+    ] {
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "webhook:\n  auth: {{type: basic, username: am, passwordFile: {}}}\n",
+                file.display()
+            ),
+        )
+        .expect("config");
+        let out = karo_command(&["run", "--config", &config.to_string_lossy()]);
+        assert!(!out.status.success(), "karo run started with {file:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("webhook.auth.passwordFile") && err.contains(why),
+            "{err}"
+        );
+    }
 }
