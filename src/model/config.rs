@@ -592,6 +592,25 @@ impl Config {
         }
         check_auth("webhook.auth", &self.webhook.auth, &mut problems);
         check_alertmanager(&self.alertmanager, &mut problems);
+        // Kubernetes refuses a Job whose labels or annotations are malformed:
+        // every Job would fail.
+        for (k, v) in &self.job_defaults.labels {
+            let key = format!("jobDefaults.labels.{k}");
+            if let Err(why) = check_qualified_name(k) {
+                problems.push(FieldError::new(key.clone(), format!("the key {why}")));
+            }
+            if let Err(why) = check_label_value(v) {
+                problems.push(FieldError::new(key, format!("the value {v:?} {why}")));
+            }
+        }
+        for k in self.job_defaults.annotations.keys() {
+            if let Err(why) = check_qualified_name(k) {
+                problems.push(FieldError::new(
+                    format!("jobDefaults.annotations.{k}"),
+                    format!("the key {why}"),
+                ));
+            }
+        }
         if let Some(v) = self.job_defaults.ttl_seconds_after_finished {
             if v < 0 {
                 problems.push(FieldError::new(
@@ -685,6 +704,63 @@ impl Config {
         } else {
             Err(ConfigError { problems })
         }
+    }
+}
+
+/// A label or annotation key as Kubernetes accepts it: an optional DNS
+/// subdomain prefix and `/`, then a name of at most 63 characters.
+pub fn check_qualified_name(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if p.is_empty() || p.len() > 253 || !p.split('.').all(label_ok) {
+            return Err(format!(
+                "has the prefix {p:?}, which is not a DNS subdomain (lower-case letters, digits, '-' and '.')"
+            ));
+        }
+    }
+    if name.is_empty() {
+        return Err("has no name".into());
+    }
+    check_label_value(name).map_err(|why| format!("has a name that {why}"))
+}
+
+/// A label value as Kubernetes accepts it: empty, or at most 63 of
+/// `[A-Za-z0-9._-]`, beginning and ending with a letter or digit.
+pub fn check_label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    if value.len() > 63 {
+        return Err(format!(
+            "is {} characters long, at most 63 are allowed",
+            value.len()
+        ));
+    }
+    let inner_ok = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let ends_ok = value
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphanumeric)
+        && value
+            .as_bytes()
+            .last()
+            .is_some_and(u8::is_ascii_alphanumeric);
+    if inner_ok && ends_ok {
+        Ok(())
+    } else {
+        Err("may hold only letters, digits, '-', '_' and '.', and must begin and end with a letter or digit".into())
     }
 }
 
@@ -1045,6 +1121,48 @@ mod tests {
         assert_eq!(err.problems[0].path, "alertmanager.tls.caFile");
         assert!(
             err.problems[0].reason.contains(&*not_pem.to_string_lossy()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn job_default_labels_and_annotations_kubernetes_refuses_are_refused() {
+        let mut c = Config::default();
+        for (k, v) in [
+            ("team", "sre"),
+            ("example.com/owner", "a.b_c-1"),
+            ("empty", ""),
+        ] {
+            c.job_defaults.labels.insert(k.into(), v.into());
+        }
+        c.job_defaults.annotations.insert(
+            "example.com/runbook".into(),
+            "https://x/y?z=1 any text".into(),
+        );
+        assert_eq!(problem_keys(&c), Vec::<String>::new());
+        let mut bad = Config::default();
+        for (k, v) in [
+            ("has space", "x"),
+            ("Example.com/x", "x"),
+            ("ok", "-leading"),
+            ("long", &"x".repeat(64)),
+        ] {
+            bad.job_defaults.labels.insert(k.into(), v.into());
+        }
+        bad.job_defaults
+            .annotations
+            .insert("/no-prefix".into(), "x".into());
+        let err = bad.validate().expect_err("refused");
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "jobDefaults.labels.Example.com/x",
+                "jobDefaults.labels.has space",
+                "jobDefaults.labels.long",
+                "jobDefaults.labels.ok",
+                "jobDefaults.annotations./no-prefix",
+            ],
             "{err}"
         );
     }

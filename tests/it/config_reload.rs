@@ -196,6 +196,12 @@ async fn broken_updates_are_refused_and_the_running_config_stays() {
         format!("{good}dryRun: maybe\n"),
         format!("{good}webhook:\n  path: no-leading-slash\n"),
         format!("{good}jobDefaults:\n  backoffLimit: -3\n"),
+        // Labels Kubernetes refuses would make every Job fail.
+        good.replace(
+            "jobDefaults:\n",
+            "jobDefaults:\n  labels: {\"team name\": sre}\n",
+        ),
+        format!("{good}logLevel: \"off\"\n"),
         format!("{good}jobTemplateFile: /nonexistent/job.yaml\n"),
         format!("{good}unknownKey: 1\n"),
     ];
@@ -213,6 +219,13 @@ async fn broken_updates_are_refused_and_the_running_config_stays() {
     }
     let log = karo.log_text();
     assert!(log.contains("configuration reload failed"), "{log}");
+    for why in [
+        "jobDefaults.labels.team name",
+        "enables no log output",
+        "webhook.auth.passwordFile",
+    ] {
+        assert!(log.contains(why), "{why:?} not in the log:\n{log}");
+    }
 
     // Fixing the file makes the next reload succeed.
     cm.update(&[("config.yaml", &good.replace("77", "78"))]);
