@@ -519,24 +519,34 @@ impl Config {
         if self.webhook.path.len() > 1 && self.webhook.path.ends_with('/') {
             problems.push(FieldError::new("webhook.path", "must not end with `/`"));
         }
+        // Bounded above too: a huge timeout or limit would overflow a deadline
+        // or hold memory without end.
         let counts = [
-            ("webhook.maxBodyBytes", self.webhook.max_body_bytes),
+            ("webhook.maxBodyBytes", self.webhook.max_body_bytes, 1 << 30),
             (
                 "limits.maxConcurrentCreates",
                 self.limits.max_concurrent_creates as u64,
+                1024,
             ),
             (
                 "http.headerReadTimeoutSeconds",
                 self.http.header_read_timeout_seconds,
+                3600,
             ),
             (
                 "http.bodyReadTimeoutSeconds",
                 self.http.body_read_timeout_seconds,
+                3600,
             ),
         ];
-        for (key, value) in counts {
+        for (key, value, max) in counts {
             if value == 0 {
                 problems.push(FieldError::new(key, "must be greater than 0"));
+            } else if value > max {
+                problems.push(FieldError::new(
+                    key,
+                    format!("must be at most {max}, got {value}"),
+                ));
             }
         }
         let durations = [
@@ -1165,6 +1175,29 @@ mod tests {
             ],
             "{err}"
         );
+    }
+
+    #[test]
+    fn huge_timeouts_and_limits_are_refused() {
+        let mut c = Config::default();
+        c.http.header_read_timeout_seconds = u64::MAX;
+        c.http.body_read_timeout_seconds = 3601;
+        c.webhook.max_body_bytes = u64::MAX;
+        c.limits.max_concurrent_creates = usize::MAX;
+        assert_eq!(
+            problem_keys(&c),
+            [
+                "webhook.maxBodyBytes",
+                "limits.maxConcurrentCreates",
+                "http.headerReadTimeoutSeconds",
+                "http.bodyReadTimeoutSeconds"
+            ]
+        );
+        c.http.header_read_timeout_seconds = 3600;
+        c.http.body_read_timeout_seconds = 3600;
+        c.webhook.max_body_bytes = 1 << 30;
+        c.limits.max_concurrent_creates = 1024;
+        assert_eq!(problem_keys(&c), Vec::<String>::new());
     }
 
     #[test]
