@@ -233,6 +233,93 @@ async fn upgrade_path() {
     assert_eq!(s.jobs().await.len(), 1);
 }
 
+/// A Job with the Run's Job name that belongs to someone else is neither adopted
+/// nor counted as a duplicate: the Run fails with `JobConflict`, naming the Job and
+/// its owner, and the foreign Job is left alone.
+#[tokio::test]
+async fn a_job_name_taken_by_someone_else_is_reported_not_deduplicated() {
+    let s = Scenario::build("conflict")
+        .reaction(&reaction("fix", "Conflict", ""))
+        .create()
+        .await;
+    let notification = firing([labels("Conflict", "i1")], "2026-06-04T00:00:00Z");
+    let reaction = s.reaction("fix").await;
+    let dir = TestDir::new("conflict").expect("temp dir");
+    let reaction_file = dir.path().join("reaction.yaml");
+    let alerts_file = dir.path().join("alerts.json");
+    std::fs::write(
+        &reaction_file,
+        serde_yaml::to_string(&reaction).expect("reaction YAML"),
+    )
+    .expect("writing the reaction");
+    std::fs::write(&alerts_file, notification.to_string()).expect("writing the alerts");
+    let out = karo_command(&[
+        "render",
+        "-f",
+        &reaction_file.to_string_lossy(),
+        "--alerts",
+        &alerts_file.to_string_lossy(),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).expect("karo render -o json");
+    let job_name = list["items"][0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    // Someone else's Job under that name: no owner, another image.
+    let foreign: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name, "labels": {"team": "other"}},
+        "spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "theirs", "image": "busybox", "command": ["true"]}],
+        }}},
+    }))
+    .expect("a Job");
+    let jobs_api: Api<Job> = Api::namespaced(s.cp().client().await, &s.ns);
+    jobs_api
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("creating the foreign Job");
+
+    let karo = s.start_karo("").await;
+    s.wait_ready("fix", "True").await;
+    let body = karo.notify_ok(&notification).await;
+    assert_eq!(body["created"], 1, "{body}");
+    assert_eq!(body["deduplicated"], 0, "{body}");
+    let run = answered_runs(&body).remove(0);
+    let failed = s.wait_run_phase(&run, RunPhase::Failed).await;
+    let status = failed.status.expect("status");
+    assert_eq!(status.reason.as_deref(), Some("JobConflict"), "{status:?}");
+    assert!(
+        status.jobs[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains(&job_name) && m.contains("belongs to")),
+        "{status:?}"
+    );
+    assert_eq!(karo.metric("karo_jobs_deduplicated_total").await, 0.0);
+    // The foreign Job is left as it was.
+    let jobs = s.jobs().await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        jobs[0].metadata.owner_references, None,
+        "{:?}",
+        jobs[0].metadata
+    );
+    assert_eq!(
+        jobs[0].metadata.labels.as_ref().and_then(|l| l.get("team")),
+        Some(&"other".to_string())
+    );
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
