@@ -49,13 +49,33 @@ pub struct Input {
     pub named: bool,
 }
 
-/// The files behind `paths`: files as given, directories scanned (recursively,
+/// The path that names standard input, as kubectl reads it (`-f -`).
+pub const STDIN: &str = "-";
+
+/// Standard input, read once: every later read gets the same text.
+pub fn stdin_text() -> Result<String, String> {
+    static TEXT: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map(|_| text)
+            .map_err(|e| e.to_string())
+    })
+    .clone()
+}
+
+/// The files behind `paths` (`-` is standard input): files as given, directories scanned (recursively,
 /// in name order) for `*.yaml` and `*.yml`.
 pub fn collect_inputs(paths: &[PathBuf]) -> (Vec<Input>, Vec<Problem>) {
     let mut inputs = Vec::new();
     let mut problems = Vec::new();
     for path in paths {
-        if path.is_dir() {
+        if path.as_os_str() == STDIN {
+            inputs.push(Input {
+                path: path.clone(),
+                named: true,
+            });
+        } else if path.is_dir() {
             scan_dir(path, &mut inputs, &mut problems);
         } else if path.exists() {
             inputs.push(Input {
@@ -109,8 +129,13 @@ pub struct Document {
 /// Every non-empty YAML document of `path`. A syntax error is one problem with
 /// its line and column; documents before it are not returned.
 pub fn read_documents(path: &Path) -> Result<Vec<Document>, Problem> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Problem::new(path, "", format!("cannot read: {e}")))?;
+    let text = if path.as_os_str() == STDIN {
+        stdin_text()
+            .map_err(|e| Problem::new(path, "", format!("cannot read standard input: {e}")))?
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| Problem::new(path, "", format!("cannot read: {e}")))?
+    };
     parse_documents(&text).map_err(|(location, reason)| Problem::new(path, location, reason))
 }
 

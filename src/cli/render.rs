@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::cli::inputs::{
     collect_inputs, doc_location, doc_name, is_reaction, kind_of, parse_reaction, read_documents,
-    Input, Problem,
+    stdin_text, Input, Problem, STDIN,
 };
 use crate::core::closing;
 use crate::core::matching::ANNOTATION_PREFIX;
@@ -455,9 +455,16 @@ pub fn render(req: &RenderRequest) -> Rendering {
         Ok(s) => s,
         Err(e) => return fail(out, format!("invalid configuration: {e}")),
     };
-    let body = if req.alerts.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
+    if req.alerts.as_os_str() == STDIN && req.files.iter().any(|f| f.as_os_str() == STDIN) {
+        return fail(
+            out,
+            "standard input (-) can be the reactions or the alerts, not both".into(),
+        );
+    }
+    let body = if req.alerts.as_os_str() == STDIN {
+        stdin_text()
+            .map(String::into_bytes)
+            .map_err(std::io::Error::other)
     } else {
         std::fs::read(&req.alerts)
     };

@@ -576,3 +576,75 @@ fn validate_checks_the_closing_the_loop_fields() {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
 }
+
+/// `-` is standard input, as with `kubectl apply -f -`: for `karo validate` and for
+/// `karo render`'s reactions or its alerts, never both at once.
+#[test]
+fn standard_input_is_read_for_dash() {
+    let with_stdin = |args: &[&str], input: &[u8]| {
+        let mut cmd = std::process::Command::new(crate::support::bins::karo_bin());
+        cmd.current_dir(repo_path(""))
+            .env_remove("KARO_CONFIG")
+            .args(args);
+        crate::support::process::run_output(cmd, Some(input)).expect("running karo")
+    };
+    let valid = read("examples/closing-the-loop.yaml");
+    let out = with_stdin(&["validate", "-"], valid.as_bytes());
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("1 file valid"), "{}", stdout(&out));
+
+    let broken = read("tests/fixtures/cli/closing/broken.yaml");
+    let out = with_stdin(&["validate", "-"], broken.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("-: doc 1 (bad) spec.verify.within"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The same Jobs from standard input as from the file.
+    let from_file = render(
+        &["examples/guard-rails.yaml"],
+        "examples/payloads/guard-rails.json",
+        &[],
+    );
+    let reactions = read("examples/guard-rails.yaml");
+    let from_stdin = with_stdin(
+        &[
+            "render",
+            "-f",
+            "-",
+            "--alerts",
+            "examples/payloads/guard-rails.json",
+            "--received-at",
+            RECEIVED_AT,
+        ],
+        reactions.as_bytes(),
+    );
+    assert!(from_stdin.status.success(), "{}", stderr(&from_stdin));
+    assert_eq!(stdout(&from_stdin), stdout(&from_file));
+
+    let payload = read("examples/payloads/guard-rails.json");
+    let alerts_from_stdin = with_stdin(
+        &[
+            "render",
+            "-f",
+            "examples/guard-rails.yaml",
+            "--alerts",
+            "-",
+            "--received-at",
+            RECEIVED_AT,
+        ],
+        payload.as_bytes(),
+    );
+    assert!(
+        alerts_from_stdin.status.success(),
+        "{}",
+        stderr(&alerts_from_stdin)
+    );
+    assert_eq!(stdout(&alerts_from_stdin), stdout(&from_file));
+
+    let both = with_stdin(&["render", "-f", "-", "--alerts", "-"], b"");
+    assert_eq!(both.status.code(), Some(1));
+    assert!(stderr(&both).contains("not both"), "{}", stderr(&both));
+}
