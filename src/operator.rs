@@ -29,10 +29,10 @@ use crate::http::edge::Edge;
 use crate::http::{server, tls};
 use crate::model::config::{self, Overrides};
 
-/// Loads the configuration, connects to the API server, and serves until stopped.
 /// How long `karo run` waits at shutdown for notifications still being handled.
 const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
 
+/// Loads the configuration, connects to the API server, and serves until stopped.
 pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     let file = config::config_file(config_file.as_deref())?;
     let config = config::load(file.as_deref(), &overrides)?;

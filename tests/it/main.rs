@@ -37,6 +37,7 @@ mod support {
     pub mod bins;
     pub mod cluster;
     pub mod control_plane;
+    pub mod fault_proxy;
     pub mod files;
     pub mod karo_lib;
     pub mod karo_process;

@@ -218,6 +218,14 @@ impl KaroProcess {
         self.proc.signal(signal);
     }
 
+    /// After a `signal` that stops Karo: waits up to `timeout` for it to exit; SIGKILL
+    /// after that. Returns the exit status of an exit within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let status = self.proc.wait_exit(timeout);
+        self.proc.kill();
+        status
+    }
+
     /// SIGTERM, then waits up to `timeout` for a graceful exit; SIGKILL after that.
     /// Returns the exit status of a graceful exit.
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {

@@ -9,12 +9,15 @@
 //!   cooldown and `concurrencyPolicy: Forbid`.
 //! - `endpoint`: the webhook endpoint itself: bad bodies, a notification of 1000 alerts,
 //!   and a clean stop on SIGTERM.
+//! - `in_flight`: a notification is handled to the end when its client goes away, and
+//!   when Karo is stopped, while the API server does not answer.
 //!
 //! Here: the helpers they share.
 
 mod alertmanager;
 mod endpoint;
 mod gates;
+mod in_flight;
 mod templates;
 
 /// A reaction `name` to `alert_name` with one busybox action, `a`: `spec` holds more
