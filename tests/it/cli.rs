@@ -648,3 +648,33 @@ fn standard_input_is_read_for_dash() {
     assert_eq!(both.status.code(), Some(1));
     assert!(stderr(&both).contains("not both"), "{}", stderr(&both));
 }
+
+/// A manifest written for the earlier Go Karo gets the Handlebars spelling of each
+/// Go template expression, by `karo validate` and on the reaction's Ready condition.
+#[tokio::test]
+async fn go_template_syntax_is_refused_with_the_handlebars_spelling() {
+    let file = "tests/fixtures/cli/go/earlier-karo.yaml";
+    let out = karo(&["validate", file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    for needle in [
+        "spec.actions[0].args[2]: invalid template: `{{ .Labels.deployment }}` is Go template syntax",
+        "write `{{labels.deployment}}`",
+        "spec.actions[0].args[4]: invalid template: `{{ index .Labels \"namespace\" }}`",
+        "write `{{labels.namespace}}`",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+    // The daemon says the same on the reaction's status.
+    let s = Scenario::build("go-syntax")
+        .reaction(&read(file))
+        .create()
+        .await;
+    let _karo = s.start_karo("").await;
+    let (reason, message) = s.wait_ready("restart-go", "False").await;
+    assert_eq!(reason, "InvalidTemplate", "{message}");
+    assert!(
+        message.contains("write `{{labels.deployment}}`"),
+        "{message}"
+    );
+}

@@ -339,6 +339,12 @@ fn compile_node(value: &Value, field: &str, errors: &mut Vec<RenderError>) -> No
 }
 
 fn compile_string(source: &str, field: &str) -> Result<CompiledString, RenderError> {
+    if let Some(message) = go_template_hint(source) {
+        return Err(RenderError::Parse {
+            field: field.to_owned(),
+            message,
+        });
+    }
     let template = Template::compile(source).map_err(|e| RenderError::Parse {
         field: field.to_owned(),
         message: parse_message(&e, source),
@@ -348,6 +354,54 @@ fn compile_string(source: &str, field: &str) -> Result<CompiledString, RenderErr
         template,
         multiline: source.contains('\n'),
     })
+}
+
+/// Manifests written for the earlier Go Karo use Go's template syntax
+/// (`{{ .Labels.instance }}`, `{{ index .Annotations "summary" }}`), which
+/// Handlebars would read as something else or refuse: the Handlebars spelling to
+/// write instead, for the first such expression.
+pub fn go_template_hint(source: &str) -> Option<String> {
+    static GO: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let go = GO
+        .get_or_init(|| {
+            regex::Regex::new(
+                r#"\{\{-?\s*(index\s+)?\.([A-Z][A-Za-z]*)((?:\.[A-Za-z0-9_]+)*)(?:\s+"([^"]*)")?\s*-?\}\}"#,
+            )
+            .ok()
+        })
+        .as_ref()?;
+    let found = go.captures(source)?;
+    let root = match found.get(2).map_or("", |m| m.as_str()) {
+        "Labels" => "labels",
+        "Annotations" => "annotations",
+        "Status" => "status",
+        "Fingerprint" => "fingerprint",
+        "StartsAt" => "alert.startsAt",
+        "EndsAt" => "alert.endsAt",
+        "GeneratorURL" => "alert.generatorURL",
+        "CommonLabels" => "group.commonLabels",
+        "CommonAnnotations" => "group.commonAnnotations",
+        "GroupLabels" => "group.groupLabels",
+        "ExternalURL" => "group.externalURL",
+        "Receiver" => "group.receiver",
+        other => {
+            let mut c = other.chars();
+            return Some(format!(
+                "`{}` is Go template syntax (the earlier Karo's); Karo's templates are Handlebars: write `{{{{{}}}}}` without the leading dot",
+                &found[0],
+                c.next().map(|f| f.to_ascii_lowercase().to_string() + c.as_str()).unwrap_or_default()
+            ));
+        }
+    };
+    let rest = found.get(3).map_or("", |m| m.as_str());
+    let key = found
+        .get(4)
+        .map(|k| format!(".{}", k.as_str()))
+        .unwrap_or_default();
+    Some(format!(
+        "`{}` is Go template syntax (the earlier Karo's); Karo's templates are Handlebars: write `{{{{{root}{rest}{key}}}}}`",
+        &found[0]
+    ))
 }
 
 fn render_node(node: &Node, renderer: &Renderer, context: &Context) -> Result<Value, RenderError> {

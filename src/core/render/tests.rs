@@ -556,3 +556,30 @@ fn template_tree_is_shareable() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Renderer>();
 }
+
+#[test]
+fn go_template_syntax_gets_the_handlebars_spelling() {
+    for (go, hint) in [
+        ("{{ .Labels.instance }}", "{{labels.instance}}"),
+        (
+            "restart {{.Labels.deployment}} now",
+            "{{labels.deployment}}",
+        ),
+        ("{{- .Annotations.summary -}}", "{{annotations.summary}}"),
+        (r#"{{ index .Labels "pod" }}"#, "{{labels.pod}}"),
+        ("{{ .Status }}", "{{status}}"),
+        ("{{ .StartsAt }}", "{{alert.startsAt}}"),
+        ("{{ .CommonLabels.team }}", "{{group.commonLabels.team}}"),
+    ] {
+        let e = TemplateTree::compile(&json!(go), "spec.actions[0].args[0]").expect_err("refused");
+        let text = e.to_string();
+        assert!(
+            text.contains("Go template syntax") && text.contains(hint),
+            "{go}: {text}"
+        );
+        assert!(text.starts_with("spec.actions[0].args[0]: "), "{text}");
+    }
+    // Handlebars' own `{{.}}` and `{{this}}` are not Go.
+    assert!(go_template_hint("{{#each labels}}{{.}}{{/each}}").is_none());
+    assert!(go_template_hint("{{labels.instance}}").is_none());
+}
