@@ -155,16 +155,7 @@ pub fn follow_up_jobs(
         FollowUp::OnFailure => (&run.spec.closing.on_failure, &reaction.on_failure),
     };
     let alert = Alert::from(&run.spec.alert);
-    let n = &run.spec.notification;
-    let notification = Notification {
-        receiver: n.receiver.clone(),
-        group_key: n.group_key.clone(),
-        external_url: n.external_url.clone(),
-        group_labels: n.group_labels.clone(),
-        common_labels: n.common_labels.clone(),
-        common_annotations: n.common_annotations.clone(),
-        ..Default::default()
-    };
+    let notification = Notification::from(&run.spec.notification);
     let name = run.metadata.name.as_deref().unwrap_or_default();
     names
         .iter()

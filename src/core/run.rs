@@ -19,7 +19,7 @@ use crate::core::reaction::CompiledReaction;
 use crate::model::alert::{Alert, Notification};
 use crate::model::crd::{AlertReactionSpec, OnResolved};
 use crate::model::run::{
-    AlertReactionRun, AlertReactionRunSpec, JobPhase, RunAction, RunAlert, RunClosing,
+    AlertReactionRun, AlertReactionRunSpec, JobPhase, RunAction, RunAlert, RunClosing, RunJob,
     RunNotification, RunPhase, RunReaction,
 };
 
@@ -293,6 +293,22 @@ pub struct JobState {
     pub completion: Option<Time>,
     pub reason: Option<String>,
     pub message: Option<String>,
+}
+
+impl JobState {
+    /// The Job of `action` named `name`, as a Run records it (without a log).
+    pub fn record(self, action: &str, name: &str) -> RunJob {
+        RunJob {
+            action: action.to_string(),
+            name: name.to_string(),
+            phase: self.phase,
+            start_time: self.start,
+            completion_time: self.completion,
+            reason: self.reason,
+            message: self.message,
+            log: None,
+        }
+    }
 }
 
 /// Running until the Job has a `Complete` or `Failed` condition.

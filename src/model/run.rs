@@ -181,6 +181,21 @@ impl From<&Notification> for RunNotification {
     }
 }
 
+impl From<&RunNotification> for Notification {
+    /// The notification as a Run recorded it (without its alerts).
+    fn from(n: &RunNotification) -> Self {
+        Notification {
+            receiver: n.receiver.clone(),
+            group_key: n.group_key.clone(),
+            external_url: n.external_url.clone(),
+            group_labels: n.group_labels.clone(),
+            common_labels: n.common_labels.clone(),
+            common_annotations: n.common_annotations.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// One Job of a Run: the action it comes from and the Job as rendered.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

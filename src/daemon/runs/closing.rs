@@ -206,16 +206,7 @@ pub(super) async fn cancel(
         }
         let state = job.as_ref().map(run::job_state);
         match state {
-            Some(s) if s.phase.is_finished() => jobs.push(RunJob {
-                action: action.name.clone(),
-                name: action.job_name.clone(),
-                phase: s.phase,
-                start_time: s.start,
-                completion_time: s.completion,
-                reason: s.reason,
-                message: s.message,
-                log: None,
-            }),
+            Some(s) if s.phase.is_finished() => jobs.push(s.record(&action.name, &action.job_name)),
             _ => {
                 if job.is_some() {
                     match api
@@ -472,17 +463,8 @@ async fn create_follow_ups(
         };
         match create_job(&api, run, &uid, &action).await {
             Created::Job(job) => {
-                let s = run::job_state(&job);
-                next.follow_up.push(RunJob {
-                    action: planned.action.clone(),
-                    name: planned.job_name.clone(),
-                    phase: s.phase,
-                    start_time: s.start,
-                    completion_time: s.completion,
-                    reason: s.reason,
-                    message: s.message,
-                    log: None,
-                });
+                next.follow_up
+                    .push(run::job_state(&job).record(&planned.action, &planned.job_name));
                 created.push(planned.job_name.clone());
             }
             Created::Refused(reason, message) => {
@@ -520,13 +502,8 @@ async fn follow(
         };
         match job.filter(|job| ours(job, run)) {
             Some(job) => {
-                let s = run::job_state(&job);
-                j.phase = s.phase;
-                j.start_time = s.start;
-                j.completion_time = s.completion;
-                j.reason = s.reason;
-                j.message = s.message;
-                if s.phase == JobPhase::Failed {
+                *j = run::job_state(&job).record(&j.action, &j.name);
+                if j.phase == JobPhase::Failed {
                     j.log = log_tail(&ctx.runner.client, &ns, &j.name).await;
                 }
             }

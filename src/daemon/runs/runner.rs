@@ -429,14 +429,8 @@ async fn observe(
         _ => None,
     };
     RunJob {
-        action: action.name.clone(),
-        name: action.job_name.clone(),
-        phase: state.phase,
-        start_time: state.start,
-        completion_time: state.completion,
-        reason: state.reason,
-        message: state.message,
         log,
+        ..state.record(&action.name, &action.job_name)
     }
 }
 

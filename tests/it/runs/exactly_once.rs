@@ -151,37 +151,11 @@ async fn upgrade_path() {
         .create()
         .await;
     let notification = firing([labels("Upgrade", "i1")], "2026-06-03T00:00:00Z");
-    let reaction = s.reaction("fix").await;
-    let reaction_uid = reaction.metadata.uid.clone().expect("uid");
+    let reaction_uid = s.reaction("fix").await.metadata.uid.clone().expect("uid");
 
     // The Job as the previous release created it for this occurrence: `karo render` of
     // the reaction as the cluster has it, owned by the reaction, without karo.io/run.
-    let dir = TestDir::new("upgrade").expect("temp dir");
-    let reaction_file = dir.path().join("reaction.yaml");
-    let alerts_file = dir.path().join("alerts.json");
-    std::fs::write(
-        &reaction_file,
-        serde_yaml::to_string(&reaction).expect("reaction YAML"),
-    )
-    .expect("writing the reaction");
-    std::fs::write(&alerts_file, notification.to_string()).expect("writing the alerts");
-    let out = karo_command(&[
-        "render",
-        "-f",
-        &reaction_file.to_string_lossy(),
-        "--alerts",
-        &alerts_file.to_string_lossy(),
-        "-o",
-        "json",
-    ]);
-    assert!(
-        out.status.success(),
-        "karo render: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: Value = serde_json::from_slice(&out.stdout).expect("karo render -o json");
-    let mut old: Value = list["items"][0].clone();
-    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    let mut old = rendered_job(&s, "fix", &notification).await;
     let job_name = old["metadata"]["name"].as_str().expect("name").to_string();
     old["metadata"]["ownerReferences"] = json!([{
         "apiVersion": "karo.io/v1alpha1",
@@ -243,32 +217,7 @@ async fn a_job_name_taken_by_someone_else_is_reported_not_deduplicated() {
         .create()
         .await;
     let notification = firing([labels("Conflict", "i1")], "2026-06-04T00:00:00Z");
-    let reaction = s.reaction("fix").await;
-    let dir = TestDir::new("conflict").expect("temp dir");
-    let reaction_file = dir.path().join("reaction.yaml");
-    let alerts_file = dir.path().join("alerts.json");
-    std::fs::write(
-        &reaction_file,
-        serde_yaml::to_string(&reaction).expect("reaction YAML"),
-    )
-    .expect("writing the reaction");
-    std::fs::write(&alerts_file, notification.to_string()).expect("writing the alerts");
-    let out = karo_command(&[
-        "render",
-        "-f",
-        &reaction_file.to_string_lossy(),
-        "--alerts",
-        &alerts_file.to_string_lossy(),
-        "-o",
-        "json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: Value = serde_json::from_slice(&out.stdout).expect("karo render -o json");
-    let job_name = list["items"][0]["metadata"]["name"]
+    let job_name = rendered_job(&s, "fix", &notification).await["metadata"]["name"]
         .as_str()
         .expect("name")
         .to_string();
@@ -318,6 +267,38 @@ async fn a_job_name_taken_by_someone_else_is_reported_not_deduplicated() {
         jobs[0].metadata.labels.as_ref().and_then(|l| l.get("team")),
         Some(&"other".to_string())
     );
+}
+
+/// The one Job `karo render` prints for `notification` and the reaction `name` as
+/// the cluster has it (its UID included, so the Job name is the daemon's).
+async fn rendered_job(s: &Scenario, name: &str, notification: &Value) -> Value {
+    let reaction = s.reaction(name).await;
+    let dir = TestDir::new("render").expect("temp dir");
+    let reaction_file = dir.path().join("reaction.yaml");
+    let alerts_file = dir.path().join("alerts.json");
+    std::fs::write(
+        &reaction_file,
+        serde_yaml::to_string(&reaction).expect("reaction YAML"),
+    )
+    .expect("writing the reaction");
+    std::fs::write(&alerts_file, notification.to_string()).expect("writing the alerts");
+    let out = karo_command(&[
+        "render",
+        "-f",
+        &reaction_file.to_string_lossy(),
+        "--alerts",
+        &alerts_file.to_string_lossy(),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "karo render: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).expect("karo render -o json");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    list["items"][0].clone()
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
