@@ -29,6 +29,12 @@ use crate::http::edge::Edge;
 use crate::http::{server, tls};
 use crate::model::config::{self, Overrides};
 
+/// How long `karo run` spends at shutdown publishing the Events still queued.
+const EVENTS_GRACE: Duration = Duration::from_secs(10);
+
+/// The longest a response body may pause between bytes.
+const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How long `karo run` waits at shutdown for notifications still being handled.
 const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
 
@@ -42,9 +48,10 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
     let snapshot = Snapshot::prepare(config, &renderer)?;
     let port = snapshot.config.http.port;
 
-    let client = kube::Client::try_default()
-        .await
-        .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let client = kube_client(Duration::from_secs(
+        snapshot.config.limits.api_timeout_seconds,
+    ))
+    .await?;
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
     let source = ConfigSource { file, overrides };
     let reloader = Arc::new(Reloader::new(
@@ -144,7 +151,8 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
     ));
     tokio::spawn(runner.run(leading));
     tokio::spawn(status.clone().run());
-    tokio::spawn(event_publisher.run());
+    let (events_stop, events_stop_rx) = tokio::sync::oneshot::channel();
+    let events_done = tokio::spawn(event_publisher.run(events_stop_rx));
     let mut serve = tokio::spawn(server::serve(edge.clone(), listener, None, stop_rx));
     let https_done = async {
         match &mut https {
@@ -181,8 +189,37 @@ pub async fn run(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::
     let _ = election.await;
     // Counters of the last requests, not yet written.
     status.flush().await;
+    // Events still queued: published, within a bound.
+    let _ = events_stop.send(());
+    if tokio::time::timeout(EVENTS_GRACE, events_done)
+        .await
+        .is_err()
+    {
+        warn!("Events still queued after {EVENTS_GRACE:?}; stopping");
+    }
     info!("stopped");
     Ok(())
+}
+
+/// A Kubernetes client (in-cluster, else KUBECONFIG) whose every call fails
+/// when the API server has not answered within `timeout`: a stalled API
+/// server, or a connection that went dead without closing, fails the call
+/// (which its caller retries) instead of holding the webhook, a status writer
+/// or the shutdown forever. Watches answer at once and then stream; they are
+/// bounded by kube's idle timeout on the stream instead.
+async fn kube_client(timeout: Duration) -> anyhow::Result<kube::Client> {
+    let mut config = kube::Config::infer()
+        .await
+        .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
+    // A body that stops half-way: longer than a watch's server-side timeout
+    // (290 s), so a quiet watch is never cut.
+    config.read_timeout = Some(WATCH_READ_TIMEOUT.max(timeout));
+    config.reset_reader_on_write = true;
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .context("cannot configure a Kubernetes client")?;
+    Ok(builder
+        .with_layer(&tower::timeout::TimeoutLayer::new(timeout))
+        .build())
 }
 
 /// The Lease: named by the configuration, in the configured namespace, else

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::core::reaction::{self, Invalid, InvalidReason};
 use crate::core::render::Renderer;
 use crate::core::snapshot::Snapshot;
+use crate::daemon::events;
 use crate::daemon::index::{Entry, ObjectKey, ReactionIndex};
 use crate::daemon::metrics::{ErrorKind, Metrics};
 use crate::daemon::readiness::Readiness;
@@ -24,6 +25,9 @@ use crate::daemon::status::{ReadyUpdate, StatusHandle};
 use crate::model::crd::AlertReaction;
 
 type Guarded = DeserializeGuard<AlertReaction>;
+
+/// The longest `Ready` message written, in bytes.
+const READY_MESSAGE_BYTES: usize = 2048;
 
 /// What the controller works with.
 pub struct Controller {
@@ -271,7 +275,12 @@ fn ready_condition(entry: &Entry, generation: i64, previous: Option<&Condition>)
                 r.spec.alert_name
             ),
         ),
-        Entry::Invalid { error, .. } => ("False", error.reason.as_str(), error.message()),
+        // Bounded: the message may quote what the reaction's author wrote.
+        Entry::Invalid { error, .. } => (
+            "False",
+            error.reason.as_str(),
+            events::truncate(error.message(), READY_MESSAGE_BYTES),
+        ),
     };
     let last_transition_time = match previous {
         Some(p) if p.status == status => p.last_transition_time.clone(),

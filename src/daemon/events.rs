@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::core::reaction::CompiledReaction;
@@ -103,16 +103,30 @@ impl EventSender {
 }
 
 impl EventPublisher {
-    /// Publishes queued Events until every sender is gone.
-    pub async fn run(self) {
+    /// Publishes queued Events until `stop` fires (or its sender is dropped);
+    /// then takes no more and publishes those still queued, so the Events of the
+    /// last notifications outlive a shutdown.
+    pub async fn run(self, stop: oneshot::Receiver<()>) {
         let EventPublisher {
             client,
             instance,
             metrics,
             rx,
         } = self;
-        futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
+        futures::stream::unfold((rx, Some(stop)), |(mut rx, mut stop)| async move {
+            let item = match stop.as_mut() {
+                Some(signal) => tokio::select! {
+                    item = rx.recv() => item,
+                    _ = signal => {
+                        rx.close();
+                        stop = None;
+                        debug!(queued = rx.len(), "publishing the Events still queued");
+                        rx.recv().await
+                    }
+                },
+                None => rx.recv().await,
+            };
+            item.map(|item| (item, (rx, stop)))
         })
         .for_each_concurrent(IN_FLIGHT, |(event, reference)| {
             let (client, instance, metrics) = (client.clone(), instance.clone(), metrics.clone());
@@ -241,7 +255,8 @@ impl NotificationEvents {
     }
 }
 
-fn truncate(mut s: String, max: usize) -> String {
+/// `s` cut to at most `max` bytes, at a character boundary.
+pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut cut = max;
         while !s.is_char_boundary(cut) {

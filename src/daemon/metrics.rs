@@ -307,10 +307,13 @@ pub enum ErrorKind {
     BadRequest,
     /// The webhook's credentials could not be read.
     AuthConfig,
+    /// Another writer (a replica under another configuration or version) keeps
+    /// overwriting a reaction's `Ready` condition; this replica stopped writing it.
+    StatusDisagreement,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::Api,
         ErrorKind::JobRejected,
         ErrorKind::Render,
@@ -319,6 +322,7 @@ impl ErrorKind {
         ErrorKind::Watch,
         ErrorKind::BadRequest,
         ErrorKind::AuthConfig,
+        ErrorKind::StatusDisagreement,
     ];
 
     pub fn label(self) -> &'static str {
@@ -331,6 +335,7 @@ impl ErrorKind {
             ErrorKind::Watch => "watch",
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::AuthConfig => "auth_config",
+            ErrorKind::StatusDisagreement => "status_disagreement",
         }
     }
 }

@@ -282,6 +282,11 @@ fn keep_restart_only(current: &Config, new: &mut Config) -> Vec<String> {
         keys.push("namespaces".to_string());
         new.namespaces = current.namespaces.clone();
     }
+    if new.limits.api_timeout_seconds != current.limits.api_timeout_seconds {
+        // The Kubernetes client is built once, at startup.
+        keys.push("limits.apiTimeoutSeconds".to_string());
+        new.limits.api_timeout_seconds = current.limits.api_timeout_seconds;
+    }
     keys
 }
 

@@ -21,7 +21,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::Notify;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::core::reaction::{object_ref, CompiledReaction};
 use crate::daemon::events::EventSender;
@@ -117,6 +117,31 @@ impl Pending {
 struct Shared {
     pending: Mutex<HashMap<ObjectKey, Pending>>,
     wake: Notify,
+    /// The last `Ready` verdict this replica wrote on each reaction, and how often.
+    ready_writes: Mutex<HashMap<ObjectKey, ReadyWrites>>,
+}
+
+/// A replica writes the same `Ready` verdict on the same generation of a
+/// reaction at most this many times: more means another writer keeps
+/// overwriting it.
+const SAME_READY_WRITES: u32 = 3;
+
+/// The verdict last written on one reaction and how many times.
+struct ReadyWrites {
+    uid: Option<String>,
+    generation: i64,
+    condition: Condition,
+    count: u32,
+}
+
+/// Whether to write a `Ready` verdict that the object does not show.
+#[derive(Debug, PartialEq, Eq)]
+enum ReadyWrite {
+    Write,
+    /// The bound is reached now: report the disagreement once.
+    StopNow,
+    /// Reached before.
+    Stop,
 }
 
 impl Shared {
@@ -128,6 +153,49 @@ impl Shared {
         f(pending.entry(key).or_default());
         drop(pending);
         self.wake.notify_one();
+    }
+
+    /// Counts a write of `ready` on `key`: the same verdict on the same
+    /// generation again, or a new one (which starts the count afresh).
+    fn count_ready_write(&self, key: &ObjectKey, ready: &ReadyUpdate) -> ReadyWrite {
+        let mut writes = match self.ready_writes.lock() {
+            Ok(w) => w,
+            Err(w) => w.into_inner(),
+        };
+        match writes.get_mut(key) {
+            Some(w)
+                if w.uid == ready.uid
+                    && w.generation == ready.generation
+                    && same_verdict(&w.condition, &ready.condition) =>
+            {
+                w.count = w.count.saturating_add(1);
+                match w.count {
+                    n if n <= SAME_READY_WRITES => ReadyWrite::Write,
+                    n if n == SAME_READY_WRITES + 1 => ReadyWrite::StopNow,
+                    _ => ReadyWrite::Stop,
+                }
+            }
+            _ => {
+                writes.insert(
+                    key.clone(),
+                    ReadyWrites {
+                        uid: ready.uid.clone(),
+                        generation: ready.generation,
+                        condition: ready.condition.clone(),
+                        count: 1,
+                    },
+                );
+                ReadyWrite::Write
+            }
+        }
+    }
+
+    fn forget_ready(&self, key: &ObjectKey) {
+        let mut writes = match self.ready_writes.lock() {
+            Ok(w) => w,
+            Err(w) => w.into_inner(),
+        };
+        writes.remove(key);
     }
 
     fn take(&self) -> Vec<(ObjectKey, Pending)> {
@@ -198,29 +266,32 @@ impl StatusOwner {
         }
     }
 
-    /// Writes everything queued now. Counters whose write fails for a reason
-    /// worth retrying (the API server is away) are queued again, so the count is
-    /// kept.
+    /// Writes everything queued now. Writes that fail for a reason worth
+    /// retrying (the API server is away) are queued again, so no count and no
+    /// condition is lost.
     pub async fn flush(&self) {
         let batch = self.handle.shared.take();
         if batch.is_empty() {
             return;
         }
-        let failed: Vec<(ObjectKey, Counts)> = futures::stream::iter(batch)
+        let failed: Vec<(ObjectKey, Pending)> = futures::stream::iter(batch)
             .map(|(key, pending)| async move {
-                if let Some(ready) = &pending.ready {
-                    self.write_ready(&key, ready).await;
-                }
-                let counts = pending.counts?;
-                match self.add_counts(&key, &counts).await {
-                    Ok(()) => None,
-                    Err(e) => {
+                let mut again = Pending::default();
+                if let Some(ready) = pending.ready {
+                    if let Err(e) = self.write_ready(&key, &ready).await {
                         self.metrics.error(ErrorKind::StatusUpdate);
-                        warn!(namespace = %key.0, reaction = %key.1, error = %e, "cannot update AlertReaction status");
-                        let gone = matches!(&e, kube::Error::Api(s) if s.code == 404);
-                        (!gone).then_some((key, counts))
+                        warn!(namespace = %key.0, reaction = %key.1, error = %e, "cannot write the Ready condition");
+                        again.ready = (!gone(&e)).then_some(ready);
                     }
                 }
+                if let Some(counts) = pending.counts {
+                    if let Err(e) = self.add_counts(&key, &counts).await {
+                        self.metrics.error(ErrorKind::StatusUpdate);
+                        warn!(namespace = %key.0, reaction = %key.1, error = %e, "cannot update AlertReaction status");
+                        again.counts = (!gone(&e)).then_some(counts);
+                    }
+                }
+                (again.ready.is_some() || again.counts.is_some()).then_some((key, again))
             })
             .buffer_unordered(WRITERS)
             .filter_map(|f| async move { f })
@@ -228,31 +299,97 @@ impl StatusOwner {
             .await;
         if !failed.is_empty() {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            for (key, counts) in failed {
-                self.handle.shared.update(key, |p| p.requeue_counts(counts));
+            for (key, again) in failed {
+                self.handle.shared.update(key, |p| {
+                    // A condition queued since is newer than the one that failed.
+                    if p.ready.is_none() {
+                        p.ready = again.ready;
+                    }
+                    if let Some(counts) = again.counts {
+                        p.requeue_counts(counts);
+                    }
+                });
             }
         }
     }
 
     /// Merge-patches `observedGeneration` and the `Ready` condition, and
     /// publishes a Warning Event when the reaction is not Ready.
-    async fn write_ready(&self, (namespace, name): &ObjectKey, ready: &ReadyUpdate) {
+    ///
+    /// The object is read first, and the patch carries the resourceVersion read:
+    /// a verdict about a reaction that was deleted, recreated (another UID) or
+    /// changed since (a newer generation) is dropped, since the watch brings the
+    /// newer object, which is judged on its own. So a reload that judges the cached
+    /// reactions again cannot bring back a deleted reaction's status nor put an
+    /// older generation's verdict over a newer one.
+    ///
+    /// The same verdict on the same generation is written at most
+    /// [`SAME_READY_WRITES`] times: when another writer (a replica under another
+    /// configuration or version, as in a rolling change) keeps overwriting it, the
+    /// two stop after a few rounds instead of fighting without end, and the
+    /// disagreement is logged and counted.
+    async fn write_ready(
+        &self,
+        key @ (namespace, name): &ObjectKey,
+        ready: &ReadyUpdate,
+    ) -> Result<(), kube::Error> {
         let api: Api<AlertReaction> = Api::namespaced(self.client.clone(), namespace);
-        // A merge patch of these two fields leaves the counters untouched.
+        let current = match api.get_status(name).await {
+            Ok(current) => current,
+            Err(e) if gone(&e) => {
+                self.handle.shared.forget_ready(key);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let generation = current.metadata.generation.unwrap_or_default();
+        if ready.uid.is_some() && current.metadata.uid != ready.uid {
+            debug!(namespace = %namespace, name = %name, "reaction recreated since it was judged; its own verdict follows");
+            return Ok(());
+        }
+        if generation > ready.generation {
+            debug!(namespace = %namespace, name = %name, judged = ready.generation, generation, "a newer generation exists; its own verdict follows");
+            return Ok(());
+        }
+        let status = current.status.as_ref();
+        let shown = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+        let observed = status.and_then(|s| s.observed_generation);
+        if observed == Some(ready.generation)
+            && shown.is_some_and(|c| same_verdict(c, &ready.condition))
+        {
+            return Ok(());
+        }
+        match self.handle.shared.count_ready_write(key, ready) {
+            ReadyWrite::Write => {}
+            ReadyWrite::Stop => return Ok(()),
+            ReadyWrite::StopNow => {
+                self.metrics.error(ErrorKind::StatusDisagreement);
+                let theirs = shown.map_or_else(
+                    || "no Ready condition".to_string(),
+                    |c| format!("Ready={} ({})", c.status, c.reason),
+                );
+                warn!(
+                    namespace = %namespace,
+                    name = %name,
+                    generation = ready.generation,
+                    ours = %format!("Ready={} ({})", ready.condition.status, ready.condition.reason),
+                    theirs = %theirs,
+                    "another writer keeps overwriting this reaction's Ready condition; this replica stops writing it. Do all replicas run the same configuration and version?"
+                );
+                return Ok(());
+            }
+        }
+        // A merge patch of these two fields leaves the counters untouched; the
+        // resourceVersion makes it apply only to the object just read.
         let patch = json!({
+            "metadata": { "resourceVersion": current.metadata.resource_version },
             "status": {
                 "observedGeneration": ready.generation,
                 "conditions": [ready.condition],
             }
         });
-        if let Err(e) = api
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            self.metrics.error(ErrorKind::StatusUpdate);
-            warn!(namespace = %namespace, name = %name, error = %e, "cannot write the Ready condition");
-            return;
-        }
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         let condition = &ready.condition;
         if condition.status == "False" {
             let event = Event {
@@ -265,6 +402,7 @@ impl StatusOwner {
             self.events
                 .publish(event, object_ref(namespace, name, ready.uid.clone()));
         }
+        Ok(())
     }
 
     /// Adds counters to the reaction's status: read, add, replace with the
@@ -317,6 +455,16 @@ impl StatusOwner {
     }
 }
 
+/// The object is gone: nothing to write any more.
+fn gone(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Two `Ready` conditions say the same (the transition time aside).
+fn same_verdict(a: &Condition, b: &Condition) -> bool {
+    (&a.status, &a.reason, &a.message) == (&b.status, &b.reason, &b.message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +476,54 @@ mod tests {
             action_name: "a".into(),
             created_at: Time(jiff::Timestamp::UNIX_EPOCH),
         }
+    }
+
+    fn ready(uid: &str, generation: i64, status: &str) -> ReadyUpdate {
+        ReadyUpdate {
+            uid: Some(uid.into()),
+            generation,
+            condition: Condition {
+                type_: "Ready".into(),
+                status: status.into(),
+                reason: "R".into(),
+                message: String::new(),
+                observed_generation: Some(generation),
+                last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+            },
+        }
+    }
+
+    #[test]
+    fn the_same_verdict_is_written_a_bounded_number_of_times_a_new_one_starts_afresh() {
+        let shared = Shared::default();
+        let key = ("ns".to_string(), "r".to_string());
+        let verdicts: Vec<ReadyWrite> = (0..6)
+            .map(|_| shared.count_ready_write(&key, &ready("u", 1, "True")))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                ReadyWrite::Write,
+                ReadyWrite::Write,
+                ReadyWrite::Write,
+                ReadyWrite::StopNow,
+                ReadyWrite::Stop,
+                ReadyWrite::Stop
+            ]
+        );
+        // Another verdict (a reload), generation or reaction: written again.
+        for other in [
+            ready("u", 1, "False"),
+            ready("u", 2, "False"),
+            ready("v", 2, "False"),
+        ] {
+            assert_eq!(shared.count_ready_write(&key, &other), ReadyWrite::Write);
+        }
+        shared.forget_ready(&key);
+        assert_eq!(
+            shared.count_ready_write(&key, &ready("v", 2, "False")),
+            ReadyWrite::Write
+        );
     }
 
     #[test]

@@ -173,6 +173,9 @@ pub struct Limits {
     pub max_jobs_per_minute: u32,
     /// Job creations of one notification in flight at once.
     pub max_concurrent_creates: usize,
+    /// How long any call to the Kubernetes API may wait for its answer before it
+    /// fails (and is retried); read at start.
+    pub api_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -180,6 +183,7 @@ impl Default for Limits {
         Limits {
             max_jobs_per_minute: 0,
             max_concurrent_creates: 32,
+            api_timeout_seconds: 30,
         }
     }
 }
@@ -527,6 +531,11 @@ impl Config {
                 "limits.maxConcurrentCreates",
                 self.limits.max_concurrent_creates as u64,
                 1024,
+            ),
+            (
+                "limits.apiTimeoutSeconds",
+                self.limits.api_timeout_seconds,
+                3600,
             ),
             (
                 "http.headerReadTimeoutSeconds",

@@ -7,6 +7,7 @@
 mod agreement;
 mod alert_to_job;
 mod alertmanager_api;
+mod api_faults;
 mod architecture;
 mod chart;
 mod cli;
@@ -18,6 +19,7 @@ mod observability;
 mod properties;
 mod runs;
 mod security;
+mod status_writers;
 
 #[path = "../support"]
 mod support {
