@@ -1,5 +1,5 @@
 //! Karo's benchmarks (issue 8): `make bench`, or
-//! `cargo bench --bench karo_bench -- [all|pure|cluster]`.
+//! `cargo bench --bench karo_bench -- [all|pure|cluster|large]`.
 //!
 //! Measures, never asserts a time: every Karo figure is printed next to a baseline
 //! measured in the same run, with their ratio, in a Markdown table (also written to
@@ -9,6 +9,9 @@
 //! - `cluster`: (2) alert to Job, (2b) the API writes of a Run's life, (3) duplicate
 //!   storm, (4) memory, (5) reload;
 //!   against a local etcd + kube-apiserver and the release `karo` binary.
+//! - `large`: (7) peak memory with many large notifications in parallel, with
+//!   `http.maxConcurrentNotifications` at its default and raised; its own control
+//!   plane and Karo processes.
 //! - `--profile ingest|render`: only the hot loop of (1) or (6), untimed, to run
 //!   under `valgrind --tool=callgrind` (see BENCHMARKS.md).
 
@@ -58,11 +61,12 @@ fn run() -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let what = args.first().map(String::as_str).unwrap_or("all");
-    let (pure_part, cluster_part) = match what {
-        "all" => (true, true),
-        "pure" => (true, false),
-        "cluster" => (false, true),
-        other => bail!("unknown part {other:?}: all, pure or cluster"),
+    let (pure_part, cluster_part, large_part) = match what {
+        "all" => (true, true, true),
+        "pure" => (true, false, false),
+        "cluster" => (false, true, false),
+        "large" => (false, false, true),
+        other => bail!("unknown part {other:?}: all, pure, cluster or large"),
     };
 
     let header = machine();
@@ -75,18 +79,23 @@ fn run() -> Result<ExitCode> {
         pure::render(&mut report)?;
         pure::memory_of_reactions(&mut report)?;
     }
-    if cluster_part {
-        if std::env::var_os("KARO_BENCH_BIN").is_none() {
-            report.note(format!(
-                "KARO_BENCH_BIN unset: measured the karo binary Cargo built for the bench ({}), not the `cargo build --release` one; `make bench` sets it",
-                support::karo_bin().display()
-            ));
-        }
+    if (cluster_part || large_part) && std::env::var_os("KARO_BENCH_BIN").is_none() {
+        report.note(format!(
+            "KARO_BENCH_BIN unset: measured the karo binary Cargo built for the bench ({}), not the `cargo build --release` one; `make bench` sets it",
+            support::karo_bin().display()
+        ));
+    }
+    let runtime = || {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
-            .build()?
-            .block_on(cluster::run(&mut report))?;
+            .build()
+    };
+    if cluster_part {
+        runtime()?.block_on(cluster::run(&mut report))?;
+    }
+    if large_part {
+        runtime()?.block_on(cluster::large_notifications(&mut report))?;
     }
     report.note(format!(
         "whole run: {:.0} s; load average at the end: {}",

@@ -41,14 +41,69 @@ pub(crate) fn is_alertmanager_config(value: &Value) -> bool {
 /// (`Snapshot::prepare`). Values come through `config::figment`, environment
 /// variables included, as `karo run` reads them.
 pub fn check_config(path: &Path, doc: &Value, renderer: &Renderer) -> Vec<FieldError> {
+    let figment = config::figment(Some(path), &Overrides::default());
+    let (mut problems, config) = check_values(doc, figment);
+    let Some(config) = config else {
+        return problems;
+    };
+    let template_file = config.job_template_file.clone();
+    if let Err(error) = Snapshot::prepare(config, renderer) {
+        let detailed = template_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok().map(|t| (f, t)))
+            .and_then(|(f, text)| {
+                let errors = skeleton_problems(&text, renderer);
+                (!errors.is_empty()).then(|| {
+                    errors
+                        .into_iter()
+                        .map(|p| {
+                            FieldError::new(
+                                "jobTemplateFile",
+                                format!("{}: {}: {}", f.display(), p.path, p.reason),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            });
+        match detailed {
+            Some(d) => problems.extend(d),
+            None => problems.push(match &error {
+                SnapshotError::ReadTemplate { path, source } => FieldError::new(
+                    "jobTemplateFile",
+                    format!("cannot read {}: {source}", path.display()),
+                ),
+                SnapshotError::Skeleton(e) => FieldError::new("", e.to_string()),
+            }),
+        }
+    }
+    problems
+}
+
+/// Every template problem of a Job skeleton's text, each with its field path.
+pub(crate) fn skeleton_problems(text: &str, renderer: &Renderer) -> Vec<FieldError> {
+    match serde_yaml::from_str::<Value>(text) {
+        Ok(value) => TemplateTree::check(&value, "", renderer)
+            .iter()
+            .map(|e| e.field_error())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The checks of a config's values (`doc` as written, `figment` as Karo layers
+/// it): unknown keys, values of the wrong type, [`Config::validate`]. The config
+/// too when it could be extracted.
+pub(crate) fn check_values(doc: &Value, figment: Figment) -> (Vec<FieldError>, Option<Config>) {
     let mut problems = Vec::new();
     let defaults = config_defaults();
     if !doc.is_object() {
-        return vec![FieldError::new("", "a Karo config file must be a mapping")];
+        return (
+            vec![FieldError::new("", "a Karo config file must be a mapping")],
+            None,
+        );
     }
     unknown_keys(doc, &defaults, "", &mut problems);
-    let extracted = config::figment(Some(path), &Overrides::default()).extract::<Config>();
-    let config = match extracted {
+    let config = match figment.extract::<Config>() {
         Ok(c) => c,
         Err(e) => {
             // Extraction stops at the first error: try each value on its own, then
@@ -76,50 +131,18 @@ pub fn check_config(path: &Path, doc: &Value, renderer: &Renderer) -> Vec<FieldE
             if problems.is_empty() {
                 // Not from a value of the file (an environment variable, say).
                 problems.extend(ConfigError::from_figment(e).problems);
-                return problems;
+                return (problems, None);
             }
             match good.extract::<Config>() {
                 Ok(c) => c,
-                Err(_) => return problems,
+                Err(_) => return (problems, None),
             }
         }
     };
     if let Err(e) = config.validate() {
         problems.extend(e.problems);
     }
-    let template_file = config.job_template_file.clone();
-    if let Err(error) = Snapshot::prepare(config, renderer) {
-        let detailed = template_file
-            .as_ref()
-            .and_then(|f| std::fs::read_to_string(f).ok().map(|t| (f, t)))
-            .and_then(|(f, text)| {
-                let value: Value = serde_yaml::from_str(&text).ok()?;
-                let errors = TemplateTree::check(&value, "", renderer);
-                (!errors.is_empty()).then(|| {
-                    errors
-                        .iter()
-                        .map(|e| {
-                            let p = e.field_error();
-                            FieldError::new(
-                                "jobTemplateFile",
-                                format!("{}: {}: {}", f.display(), p.path, p.reason),
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                })
-            });
-        match detailed {
-            Some(d) => problems.extend(d),
-            None => problems.push(match &error {
-                SnapshotError::ReadTemplate { path, source } => FieldError::new(
-                    "jobTemplateFile",
-                    format!("cannot read {}: {source}", path.display()),
-                ),
-                SnapshotError::Skeleton(e) => FieldError::new("", e.to_string()),
-            }),
-        }
-    }
-    problems
+    (problems, Some(config))
 }
 
 fn unknown_keys(value: &Value, defaults: &Value, path: &str, out: &mut Vec<FieldError>) {

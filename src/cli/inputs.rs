@@ -1,15 +1,18 @@
 //! The files `karo render` and `karo validate` read: paths and directories,
-//! multi-document YAML, and deserialisation that names the field that failed.
+//! multi-document YAML read as kubectl reads it (`kube_yaml`), and
+//! deserialisation that names the field that failed.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
 
+use crate::cli::kube_yaml::read_stream;
 use crate::model::crd::AlertReaction;
 use crate::model::error::FieldError;
+use crate::model::yaml::{resolve_plain, Plain};
 
 /// One problem: the file, the place inside it, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,40 +121,123 @@ fn scan_dir(dir: &Path, inputs: &mut Vec<Input>, problems: &mut Vec<Problem>) {
     }
 }
 
-/// One YAML document of a file.
+/// One YAML document of a file, as kubectl reads it (`kube_yaml`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
     /// 1-based position in the file.
     pub number: usize,
     pub value: Value,
+    /// The unquoted scalars kubectl reads as something other than the string
+    /// written (`on` as true, `010` as 8), by field path.
+    pub plain: BTreeMap<String, String>,
+}
+
+/// The text of `path` (`-` is standard input).
+pub fn read_text(path: &Path) -> Result<String, Problem> {
+    if path.as_os_str() == STDIN {
+        stdin_text().map_err(|e| Problem::new(path, "", format!("cannot read standard input: {e}")))
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| Problem::new(path, "", format!("cannot read: {e}")))
+    }
 }
 
 /// Every non-empty YAML document of `path`. A syntax error is one problem with
 /// its line and column; documents before it are not returned.
 pub fn read_documents(path: &Path) -> Result<Vec<Document>, Problem> {
-    let text = if path.as_os_str() == STDIN {
-        stdin_text()
-            .map_err(|e| Problem::new(path, "", format!("cannot read standard input: {e}")))?
-    } else {
-        std::fs::read_to_string(path)
-            .map_err(|e| Problem::new(path, "", format!("cannot read: {e}")))?
-    };
+    let text = read_text(path)?;
     parse_documents(&text).map_err(|(location, reason)| Problem::new(path, location, reason))
 }
 
-/// Parses multi-document YAML; the error is (location, reason).
+/// Parses multi-document YAML as kubectl does (YAML 1.1 scalars); the error is
+/// (location, reason).
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, (String, String)> {
-    let mut docs = Vec::new();
-    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(de).map_err(|e| yaml_error(&e))?;
-        if !value.is_null() {
-            docs.push(Document {
-                number: i + 1,
-                value,
-            });
+    let docs = read_stream(text).map_err(|e| {
+        (
+            format!("line {} column {}", e.line, e.column),
+            format!("invalid YAML: {}", e.reason),
+        )
+    })?;
+    Ok(docs
+        .into_iter()
+        .filter(|d| !d.value.is_null())
+        .map(|d| Document {
+            number: d.number,
+            value: d.value,
+            plain: d.plain,
+        })
+        .collect())
+}
+
+/// A single YAML document as Karo reads its own files (YAML 1.2, serde_yaml):
+/// a Karo config file is read by Karo, not by kubectl.
+pub fn parse_own_file(text: &str) -> Result<Value, (String, String)> {
+    serde_yaml::from_str(text).map_err(|e| yaml_error(&e))
+}
+
+/// `error` with, when it is about a value written unquoted that kubectl reads
+/// as a boolean, a number or null, what kubectl read and how to write a string.
+pub(crate) fn explain_reading(doc: &Document, mut error: FieldError) -> FieldError {
+    if let Some(text) = doc.plain.get(&error.path) {
+        if error.reason.starts_with("invalid type") {
+            let read = match resolve_plain(text) {
+                Plain::Bool(b) => format!("the boolean {b}"),
+                Plain::Null => "null".to_string(),
+                Plain::Int(_) | Plain::Uint(_) | Plain::Float(_) => {
+                    match doc.value.pointer(&json_pointer(&error.path)) {
+                        Some(v) => format!("the number {v}"),
+                        None => "a number".to_string(),
+                    }
+                }
+                Plain::Merge | Plain::Str => return error,
+            };
+            error.reason = format!(
+                "{} (kubectl reads the unquoted `{text}` as {read}, by YAML 1.1 rules; \
+                 quote it for the string: \"{text}\")",
+                error.reason
+            );
         }
     }
-    Ok(docs)
+    error
+}
+
+/// Unquoted numbers with a leading zero, which kubectl reads as octal: `010`
+/// is 8. Each as (field path, what was written, the value kubectl reads).
+pub(crate) fn octal_readings(doc: &Document) -> Vec<(String, String, String)> {
+    doc.plain
+        .iter()
+        .filter(|(_, text)| {
+            let digits = text.trim_start_matches(['-', '+']).replace('_', "");
+            digits.len() > 1
+                && digits.starts_with('0')
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && matches!(resolve_plain(text), Plain::Int(_))
+        })
+        .map(|(path, text)| {
+            let read = doc
+                .value
+                .pointer(&json_pointer(path))
+                .map_or_else(|| "?".to_string(), ToString::to_string);
+            (path.clone(), text.clone(), read)
+        })
+        .collect()
+}
+
+/// `spec.matchers[0].value` as a JSON pointer, `/spec/matchers/0/value`.
+fn json_pointer(path: &str) -> String {
+    let mut out = String::new();
+    for part in path.split('.') {
+        let (name, indices) = part.split_once('[').unwrap_or((part, ""));
+        if !name.is_empty() {
+            out.push('/');
+            out.push_str(&name.replace('~', "~0").replace('/', "~1"));
+        }
+        for index in indices.split('[').filter(|i| !i.is_empty()) {
+            out.push('/');
+            out.push_str(index.trim_end_matches(']'));
+        }
+    }
+    out
 }
 
 fn yaml_error(e: &serde_yaml::Error) -> (String, String) {

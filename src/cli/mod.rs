@@ -6,8 +6,10 @@
 //! which the binary starts.
 
 pub mod config_check;
+pub mod config_map;
 pub mod decide;
 pub mod inputs;
+pub mod kube_yaml;
 pub mod render;
 pub mod validate;
 
@@ -128,7 +130,9 @@ const RENDER_HELP: &str = "\
 The Jobs are built exactly as `karo run` builds them: the same validation, the same
 matching (alertName, matchers, triggerOn), the same templates, Job skeleton and
 jobDefaults, from the configuration `karo run` would read (--config, else
-$KARO_CONFIG, else /etc/karo/config.yaml if present, then KARO_* variables).
+$KARO_CONFIG, else /etc/karo/config.yaml if present, then KARO_* variables), or
+from Karo's ConfigMap when the manifests hold it (`helm template` output). The
+manifests are read as kubectl reads them (YAML 1.1).
 They go to stdout; which reactions matched which alerts, and why the others did not,
 goes to stderr. The exit status is 1 on any error: an invalid reaction, a Job that
 fails to render, a payload that is not an Alertmanager notification.
@@ -161,7 +165,11 @@ Karo config mapping (keys such as webhook, jobDefaults, policy). Every problem i
 printed as `<file>: <place>: <reason>`, where the place is the document and the
 field (`doc 1 (name) spec.matchers[0].value`) or the config key (`webhook.path`).
 Reactions are checked under the policy of the configuration `karo run` would read
-(--config, $KARO_CONFIG, /etc/karo/config.yaml). Exit status 0 when everything is
+(--config, $KARO_CONFIG, /etc/karo/config.yaml), or of Karo's ConfigMap when the
+manifests hold it (`helm template charts/karo` output): its config.yaml and the Job
+skeleton it names are checked too, each problem named with the ConfigMap and the key.
+Manifests are read as kubectl reads them (YAML 1.1: unquoted `on` is a boolean, `010`
+is 8); Karo's config files as Karo reads them. Exit status 0 when everything is
 valid, 1 otherwise.";
 
 /// How `karo render` prints Jobs.
@@ -270,7 +278,7 @@ fn validate(args: &ValidateArgs, global: &RunArgs) -> ExitCode {
             Policy::default()
         }
     };
-    let result = validate::validate(&args.paths, &renderer, &policy);
+    let result = validate::validate(&args.paths, &renderer, &policy, &global.overrides());
     for note in &result.notes {
         eprintln!("note: {note}");
     }

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::Value;
 
+use crate::cli::config_map::{self, karo_config_map};
 use crate::cli::inputs::{
-    collect_inputs, doc_location, doc_name, is_reaction, kind_of, parse_reaction, read_documents,
-    stdin_text, Input, Problem, STDIN,
+    collect_inputs, doc_location, doc_name, explain_reading, is_reaction, kind_of, octal_readings,
+    parse_reaction, read_documents, stdin_text, Input, Problem, STDIN,
 };
 use crate::core::closing;
 use crate::core::matching::ANNOTATION_PREFIX;
@@ -78,6 +79,9 @@ pub fn load_reactions(
         for doc in docs {
             let origin = format!("{}: {}", input.path.display(), doc_location(&doc));
             if !is_reaction(&doc.value) {
+                if karo_config_map(&doc).is_some() {
+                    continue;
+                }
                 log.push(format!(
                     "note: {origin}: not an AlertReaction ({}), skipped",
                     kind_of(&doc.value).map_or("no kind".to_string(), |k| format!("kind {k}"))
@@ -110,9 +114,14 @@ pub fn load_reactions(
                 }
                 Err(p) => (
                     format!("{namespace}/{}", doc_name(&doc.value)),
-                    Err(LoadError::Unreadable(p)),
+                    Err(LoadError::Unreadable(explain_reading(&doc, p))),
                 ),
             };
+            for (field, written, read) in octal_readings(&doc) {
+                log.push(format!(
+                    "note: {origin} {field}: kubectl reads the unquoted {written} as the octal number {read} (YAML 1.1)"
+                ));
+            }
             reactions.push(LoadedReaction {
                 label,
                 origin,
@@ -274,8 +283,9 @@ fn explain(candidate: Candidate, alert: &Alert, later: &Later, out: &mut Renderi
                     DryRunBy::Reaction => "spec.dryRun",
                     DryRunBy::Config => "the config's dryRun",
                 };
+                let run = crate::core::jobs::run_name_for(c, alert, true);
                 parts.push(format!(
-                    "Job {name} (dry run by {by}: the daemon renders it and creates nothing)"
+                    "Job {name} of Run {run} (dry run by {by}: the daemon records the Run and creates no Job)"
                 ));
                 out.jobs.push(with_run_uid(*job));
             }
@@ -447,13 +457,30 @@ pub fn render(req: &RenderRequest) -> Rendering {
         out
     };
     let renderer = Renderer::new();
-    let config = match config::load(req.config.as_deref(), &req.overrides) {
-        Ok(c) => c,
-        Err(e) => return fail(out, e.to_string()),
-    };
-    let snapshot = match Snapshot::prepare(config, &renderer) {
-        Ok(s) => s,
-        Err(e) => return fail(out, format!("invalid configuration: {e}")),
+    let (inputs, problems) = collect_inputs(&req.files);
+    if !problems.is_empty() {
+        for p in problems {
+            out.log.push(format!("error: {p}"));
+        }
+        out.failed = true;
+        return out;
+    }
+    let snapshot = match config_map_snapshot(&inputs, &renderer, &req.overrides, &mut out.log) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            let config = match config::load(req.config.as_deref(), &req.overrides) {
+                Ok(c) => c,
+                Err(e) => return fail(out, e.to_string()),
+            };
+            match Snapshot::prepare(config, &renderer) {
+                Ok(s) => s,
+                Err(e) => return fail(out, format!("invalid configuration: {e}")),
+            }
+        }
+        Err(()) => {
+            out.failed = true;
+            return out;
+        }
     };
     if req.alerts.as_os_str() == STDIN && req.files.iter().any(|f| f.as_os_str() == STDIN) {
         return fail(
@@ -484,14 +511,6 @@ pub fn render(req: &RenderRequest) -> Rendering {
             )
         }
     };
-    let (inputs, problems) = collect_inputs(&req.files);
-    if !problems.is_empty() {
-        for p in problems {
-            out.log.push(format!("error: {p}"));
-        }
-        out.failed = true;
-        return out;
-    }
     let mut log = Vec::new();
     let reactions = load_reactions(
         &inputs,
@@ -527,6 +546,49 @@ pub fn render(req: &RenderRequest) -> Rendering {
     out
 }
 
+/// The configuration of the first Karo ConfigMap among the inputs (`helm
+/// template` output), in place of the one `karo run` would read from files;
+/// `Err` when it has problems (in `log`).
+fn config_map_snapshot(
+    inputs: &[Input],
+    renderer: &Renderer,
+    overrides: &Overrides,
+    log: &mut Vec<String>,
+) -> Result<Option<Snapshot>, ()> {
+    for input in inputs {
+        // Unreadable files are reported when the reactions are read.
+        let Ok(docs) = read_documents(&input.path) else {
+            continue;
+        };
+        for doc in &docs {
+            let Some(cm) = karo_config_map(doc) else {
+                continue;
+            };
+            let checked = config_map::check(&cm, doc, renderer, overrides);
+            let origin = format!("{}: {}", input.path.display(), cm.location);
+            log.extend(checked.notes.iter().map(|n| format!("note: {n}")));
+            for p in &checked.problems {
+                let at = if p.path.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", p.path)
+                };
+                log.push(format!("error: {origin}{at}: {}", p.reason));
+            }
+            return match checked.snapshot {
+                Some(s) => {
+                    log.push(format!(
+                        "note: the configuration is that of {origin} (config.yaml and its Job skeleton)"
+                    ));
+                    Ok(Some(s))
+                }
+                None => Err(()),
+            };
+        }
+    }
+    Ok(None)
+}
+
 /// The Jobs as YAML documents (`---` before each), or as a JSON `List`.
 pub fn format_jobs(jobs: &[Job], json: bool) -> Result<String, FormatError> {
     if json {
@@ -540,7 +602,8 @@ pub fn format_jobs(jobs: &[Job], json: bool) -> Result<String, FormatError> {
         let mut s = String::new();
         for job in jobs {
             s.push_str("---\n");
-            s.push_str(&serde_yaml::to_string(job)?);
+            // Quoted where kubectl or PyYAML would read a string as something else.
+            s.push_str(&crate::model::yaml::to_string(job)?);
         }
         Ok(s)
     }

@@ -13,14 +13,15 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::cli::config_check::{check_config, is_alertmanager_config, looks_like_config};
+use crate::cli::config_map::{self, karo_config_map};
 use crate::cli::inputs::{
-    collect_inputs, deserialize_at, doc_location, is_reaction, join, kind_of, parse_reaction,
-    read_documents, Problem,
+    collect_inputs, deserialize_at, doc_location, explain_reading, is_reaction, join, kind_of,
+    octal_readings, parse_documents, parse_own_file, parse_reaction, read_text, Problem,
 };
 use crate::core::matching::MatcherSet;
 use crate::core::reaction;
 use crate::core::render::{RenderError, Renderer, TemplateTree};
-use crate::model::config::Policy;
+use crate::model::config::{Overrides, Policy};
 use crate::model::crd::{
     Action, AlertReaction, AlertReactionSpec, AlertStatus, JobTemplate, Matcher, Volume,
 };
@@ -322,24 +323,78 @@ pub struct Validation {
     pub files_checked: usize,
 }
 
-/// Validates AlertReaction manifests and Karo config files. Reactions are
-/// checked under `policy` (that of the configuration `karo run` would load).
-pub fn validate(paths: &[PathBuf], renderer: &Renderer, policy: &Policy) -> Validation {
+/// Validates AlertReaction manifests and Karo config files, read as kubectl
+/// reads them. Reactions are checked under `policy` (that of the configuration
+/// `karo run` would load), unless the inputs hold Karo's ConfigMap (`helm
+/// template` output): its `config.yaml` and Job skeleton are checked, and
+/// reactions are checked under its policy.
+pub fn validate(
+    paths: &[PathBuf],
+    renderer: &Renderer,
+    policy: &Policy,
+    overrides: &Overrides,
+) -> Validation {
     let (inputs, problems) = collect_inputs(paths);
     let mut out = Validation {
         problems,
         ..Default::default()
     };
+    let mut files = Vec::new();
     for input in inputs {
-        let path = &input.path;
-        let docs = match read_documents(path) {
-            Ok(docs) => docs,
+        let read = read_text(&input.path).and_then(|text| {
+            parse_documents(&text)
+                .map(|docs| (text, docs))
+                .map_err(|(location, reason)| Problem::new(&input.path, location, reason))
+        });
+        match read {
+            Ok((text, docs)) => files.push((input, text, docs)),
             Err(p) => {
                 out.problems.push(p);
                 out.files_checked += 1;
-                continue;
             }
-        };
+        }
+    }
+
+    // Karo's ConfigMaps first: the first valid one is the configuration the
+    // reactions are checked under.
+    let mut policy = policy.clone();
+    let mut in_effect: Option<String> = None;
+    let mut config_maps = BTreeSet::new();
+    for (fi, (input, _, docs)) in files.iter().enumerate() {
+        for doc in docs {
+            let Some(cm) = karo_config_map(doc) else {
+                continue;
+            };
+            config_maps.insert((fi, doc.number));
+            let checked = config_map::check(&cm, doc, renderer, overrides);
+            out.problems.extend(
+                checked.problems.into_iter().map(|p| {
+                    Problem::new(&input.path, join_place(&cm.location, &p.path), p.reason)
+                }),
+            );
+            out.notes.extend(checked.notes);
+            if let Some(snapshot) = checked.snapshot {
+                match &in_effect {
+                    None => {
+                        policy = snapshot.config.policy;
+                        in_effect = Some(format!("{}: {}", input.path.display(), cm.location));
+                    }
+                    Some(first) => out.notes.push(format!(
+                        "{}: {}: another Karo ConfigMap; reactions are checked under the first, {first}",
+                        input.path.display(),
+                        cm.location
+                    )),
+                }
+            }
+        }
+    }
+    if let Some(first) = &in_effect {
+        out.notes
+            .push(format!("reactions are checked under the policy of {first}"));
+    }
+
+    for (fi, (input, text, docs)) in files.iter().enumerate() {
+        let path = &input.path;
         let mut checked = false;
         if docs.len() == 1 && kind_of(&docs[0].value).is_none() && docs[0].value.is_object() {
             let doc = &docs[0].value;
@@ -352,30 +407,41 @@ pub fn validate(paths: &[PathBuf], renderer: &Renderer, policy: &Policy) -> Vali
             }
             if looks_like_config(doc) || input.named {
                 out.files_checked += 1;
-                out.problems.extend(
-                    check_config(path, doc, renderer)
-                        .into_iter()
-                        .map(|p| Problem::new(path, p.path, p.reason)),
-                );
+                // Karo reads its config file itself, by YAML 1.2.
+                match parse_own_file(text) {
+                    Ok(own) => out.problems.extend(
+                        check_config(path, &own, renderer)
+                            .into_iter()
+                            .map(|p| Problem::new(path, p.path, p.reason)),
+                    ),
+                    Err((location, reason)) => {
+                        out.problems.push(Problem::new(path, location, reason))
+                    }
+                }
                 continue;
             }
         }
-        for doc in &docs {
-            if is_reaction(&doc.value) {
+        for doc in docs {
+            if config_maps.contains(&(fi, doc.number)) {
+                checked = true;
+            } else if is_reaction(&doc.value) {
                 checked = true;
                 let location = doc_location(doc);
                 out.problems.extend(
-                    check_reaction(&doc.value, renderer, policy)
+                    check_reaction(&doc.value, renderer, &policy)
                         .into_iter()
                         .map(|p| {
-                            let at = if p.path.is_empty() {
-                                location.clone()
-                            } else {
-                                format!("{location} {}", p.path)
-                            };
-                            Problem::new(path, at, p.reason)
+                            let p = explain_reading(doc, p);
+                            Problem::new(path, join_place(&location, &p.path), p.reason)
                         }),
                 );
+                for (field, written, read) in octal_readings(doc) {
+                    out.notes.push(format!(
+                        "{}: {} {field}: kubectl reads the unquoted {written} as the octal number {read} (YAML 1.1)",
+                        path.display(),
+                        location
+                    ));
+                }
             } else {
                 out.notes.push(format!(
                     "{}: {}: {}, skipped",
@@ -396,6 +462,15 @@ pub fn validate(paths: &[PathBuf], renderer: &Renderer, policy: &Policy) -> Vali
         }
     }
     out
+}
+
+/// A document's place and a path inside it: `doc 1 (name) spec.matchers[0]`.
+fn join_place(location: &str, path: &str) -> String {
+    if path.is_empty() {
+        location.to_string()
+    } else {
+        format!("{location} {path}")
+    }
 }
 
 #[cfg(test)]

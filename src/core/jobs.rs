@@ -6,9 +6,10 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::core::reaction::{CompiledReaction, JobSource, SourceKind};
-use crate::core::render::{self, RenderError, Renderer, TemplateTree};
+use crate::core::render::{self, Budget, RenderError, Renderer, TemplateTree};
 use crate::model::alert::{Alert, Notification};
 use crate::model::config::JobDefaults;
+use crate::model::crd::limits::MAX_RENDERED_JOB_BYTES;
 use crate::model::crd::{Action, JobTemplate, Volume};
 
 /// The built-in Job skeleton, `templates/job.yaml`.
@@ -48,6 +49,13 @@ pub enum BuildError {
     Render(#[from] RenderError),
     #[error("{field}: the rendered Job is not valid: {message}")]
     Invalid { field: String, message: String },
+    /// The Job would be bigger than Karo creates.
+    #[error("{field}: the rendered Job is {size} bytes, more than the limit of {limit}")]
+    TooLarge {
+        field: String,
+        size: usize,
+        limit: usize,
+    },
 }
 
 /// Why a Job skeleton cannot be used; each names the file it came from.
@@ -132,7 +140,16 @@ pub fn occurrence_id(alert: &Alert) -> String {
 /// characters. The hash covers the reaction's UID and the alert occurrence, so
 /// every delivery of the same occurrence names the same Run.
 pub fn run_name(reaction: &CompiledReaction, alert: &Alert) -> String {
-    let hash = hex(&occurrence_hash(alert, &[reaction.uid.as_str()])[..5]);
+    run_name_for(reaction, alert, false)
+}
+
+/// [`run_name`], or with `dry_run` the name of the occurrence's dry-run Run: another
+/// one, so an occurrence recorded in dry run is still acted on when dry run is
+/// turned off while it fires.
+pub fn run_name_for(reaction: &CompiledReaction, alert: &Alert, dry_run: bool) -> String {
+    let uid = reaction.uid.as_str();
+    let parts: &[&str] = if dry_run { &[uid, "dry-run"] } else { &[uid] };
+    let hash = hex(&occurrence_hash(alert, parts)[..5]);
     let mut prefix: String = sanitize_name(&reaction.name)
         .chars()
         .take(63 - 1 - hash.len())
@@ -235,6 +252,11 @@ pub fn build_job(input: &JobInput) -> Result<Job, BuildError> {
 
 /// Renders and assembles a Job whose templates see `run` (an `onSuccess` or
 /// `onFailure` Job sees the Run's outcome).
+///
+/// The output of the skeleton's and the source's templates together, and then the
+/// Job as JSON, are at most [`MAX_RENDERED_JOB_BYTES`]: past it the Job is refused
+/// for this alert ([`BuildError::Render`] or [`BuildError::TooLarge`]), before
+/// more is allocated.
 pub fn build_job_with_run(input: &JobInput, run: Value) -> Result<Job, BuildError> {
     let JobInput {
         reaction,
@@ -253,8 +275,9 @@ pub fn build_job_with_run(input: &JobInput, run: Value) -> Result<Job, BuildErro
         &source.action_name,
     );
     ctx["run"] = run;
-    let base = skeleton.tree.render(renderer, &ctx)?;
-    let rendered = source.tree.render(renderer, &ctx)?;
+    let mut budget = Budget::job();
+    let base = skeleton.tree.render_within(renderer, &ctx, &mut budget)?;
+    let rendered = source.tree.render_within(renderer, &ctx, &mut budget)?;
     let fragment = match source.kind {
         SourceKind::Action(_) | SourceKind::FollowUp(..) => {
             let field = source.field();
@@ -296,14 +319,41 @@ pub fn build_job_with_run(input: &JobInput, run: Value) -> Result<Job, BuildErro
         }
     }
     finish(&mut job, reaction, &source.job_action(), alert, defaults)?;
-    let name = job.pointer("/metadata/name").cloned();
+    let field = match job.pointer("/metadata/name") {
+        Some(Value::String(n)) => format!("Job {n}"),
+        _ => "Job".into(),
+    };
+    let size = json_size(&job);
+    if size > MAX_RENDERED_JOB_BYTES {
+        return Err(BuildError::TooLarge {
+            field,
+            size,
+            limit: MAX_RENDERED_JOB_BYTES,
+        });
+    }
     serde_json::from_value::<Job>(job).map_err(|e| BuildError::Invalid {
-        field: match name {
-            Some(Value::String(n)) => format!("Job {n}"),
-            _ => "Job".into(),
-        },
+        field,
         message: e.to_string(),
     })
+}
+
+/// The length of `v` as compact JSON, without building the text.
+fn json_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, v) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// The Job fragment of an earlier-form action: one container, the reaction's volumes.
@@ -554,5 +604,130 @@ mod tests {
     fn names_are_dns1123() {
         assert_eq!(sanitize_name("High_CPU.Reaction"), "high-cpu-reaction");
         assert_eq!(container_name("--"), "action");
+    }
+
+    mod limits {
+        use std::collections::BTreeMap;
+
+        use serde_json::json;
+
+        use super::super::*;
+        use crate::core::reaction;
+        use crate::model::config::Policy;
+        use crate::model::crd::AlertReaction;
+
+        fn reaction_with(action: Value) -> CompiledReaction {
+            let spec = json!({"alertName": "Big", "actions": [action]});
+            let mut ar = AlertReaction::new("big", serde_json::from_value(spec).expect("spec"));
+            ar.metadata.namespace = Some("default".into());
+            ar.metadata.uid = Some("uid-1".into());
+            reaction::compile(&ar, &Renderer::new(), &Policy::default()).expect("compiles")
+        }
+
+        /// An alert with `n` labels of `len` bytes each.
+        fn big_alert(n: usize, len: usize) -> Alert {
+            let mut labels: BTreeMap<String, String> =
+                (0..n).map(|i| (format!("l{i}"), "x".repeat(len))).collect();
+            labels.insert("alertname".into(), "Big".into());
+            Alert {
+                labels,
+                starts_at: "2026-01-01T00:00:00Z".into(),
+                fingerprint: "f1".into(),
+                ..Alert::default()
+            }
+        }
+
+        fn build(reaction: &CompiledReaction, alert: &Alert) -> Result<Job, BuildError> {
+            let skeleton = Skeleton::builtin().expect("skeleton");
+            build_job(&JobInput {
+                reaction,
+                source: &reaction.sources[0],
+                alert,
+                notification: &Notification::default(),
+                renderer: &Renderer::new(),
+                skeleton: &skeleton,
+                defaults: &JobDefaults::default(),
+            })
+        }
+
+        #[test]
+        fn a_template_that_repeats_over_big_labels_is_refused_for_that_alert() {
+            // Every label, every label again: 100 labels of 200 bytes make 2 MB.
+            let r = reaction_with(json!({
+                "name": "a", "image": "busybox",
+                "args": ["{{#each labels}}{{#each ../labels}}{{this}}{{/each}}{{/each}}"],
+            }));
+            let err = build(&r, &big_alert(100, 200)).expect_err("too big");
+            let BuildError::Render(e) = &err else {
+                panic!("a render error: {err}");
+            };
+            assert_eq!(e.field(), "spec.actions[0].args[0]");
+            assert_eq!(e.reason(), "RenderFailed");
+            assert!(
+                err.to_string().contains(&format!(
+                    "the rendered output exceeds the limit of {MAX_RENDERED_JOB_BYTES} bytes for one Job"
+                )),
+                "{err}"
+            );
+            // The same reaction for an alert with few labels renders.
+            let job = build(&r, &big_alert(3, 10)).expect("small alert");
+            let args = job
+                .spec
+                .and_then(|s| s.template.spec)
+                .map(|p| p.containers[0].args.clone());
+            assert_eq!(
+                args.flatten().map(|a| a[0].len()),
+                Some(4 * 4 * 10 - 4 * 10 + 4 * 3)
+            );
+        }
+
+        #[test]
+        fn the_budget_is_shared_by_every_template_of_the_job() {
+            // Each argument is under the limit; together they are over it.
+            let arg = "{{#each labels}}{{this}}{{/each}}";
+            let r = reaction_with(json!({
+                "name": "a", "image": "busybox", "args": [arg, arg, arg],
+            }));
+            // 300 labels of 1000 bytes: 300 kB per argument, and as much for the
+            // skeleton's `karo.io/alert-labels`: 1.2 MB together.
+            let err = build(&r, &big_alert(300, 1000)).expect_err("too big");
+            assert!(
+                err.to_string()
+                    .starts_with("spec.actions[0].args[2]: the rendered output exceeds"),
+                "{err}"
+            );
+            build(&r, &big_alert(100, 1000)).expect("400 kB together");
+        }
+
+        #[test]
+        fn replace_cannot_multiply_a_label_past_the_limit() {
+            let r = reaction_with(json!({
+                "name": "a", "image": "busybox",
+                "args": [r#"{{replace labels.l0 "x" "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"}}"#],
+            }));
+            let err = build(&r, &big_alert(1, 100_000)).expect_err("5 MB");
+            assert!(
+                err.to_string()
+                    .contains("`replace` would produce 5100000 bytes, more than the limit"),
+                "{err}"
+            );
+            build(&r, &big_alert(1, 1000)).expect("51 kB");
+        }
+
+        #[test]
+        fn a_job_bigger_than_the_limit_is_refused_even_without_templates() {
+            // The whole alert as JSON in 3 variables, from a 400 kB alert.
+            let env: Vec<Value> = (0..3)
+                .map(|i| json!({"name": format!("A{i}"), "valueFrom": {"alertRef": {"fieldPath": "."}}}))
+                .collect();
+            let r = reaction_with(json!({"name": "a", "image": "busybox", "env": env}));
+            let err = build(&r, &big_alert(40, 10_000)).expect_err("1.2 MB");
+            let BuildError::TooLarge { field, size, limit } = &err else {
+                panic!("TooLarge: {err}");
+            };
+            assert!(field.starts_with("Job big-a-"), "{field}");
+            assert!(*size > *limit && *limit == MAX_RENDERED_JOB_BYTES, "{err}");
+            build(&r, &big_alert(10, 10_000)).expect("300 kB");
+        }
     }
 }

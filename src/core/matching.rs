@@ -3,7 +3,11 @@
 //!
 //! - A label or annotation the alert does not have is the empty string, so
 //!   `severity!="critical"` and `severity=""` both match an alert without `severity`.
-//! - Regular expressions are fully anchored: the whole value must match.
+//! - Regular expressions are Alertmanager's: Go's RE2 syntax, fully anchored as
+//!   `^(?:value)$` (`.` does not match a newline; `\d`, `\w`, `\s` and `\b` are
+//!   ASCII), refused when Alertmanager refuses them, with Go's reason (`re2`).
+//! - Karo's own limits: the name and value lengths of
+//!   [`limits`](crate::model::crd::limits), and a compiled size per regex.
 //!
 //! The reaction's `alertName` is not part of a [`MatcherSet`]: the reactor finds
 //! reactions through an index keyed by alert name and checks it with
@@ -14,10 +18,15 @@ use std::fmt;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 
 use crate::model::alert::Alert;
+use crate::model::crd::limits::{
+    MAX_MATCHER_NAME_LENGTH, MAX_MATCHER_VALUE_LENGTH, MAX_REGEX_COMPILED_BYTES,
+};
 use crate::model::crd::{MatchOperator, Matcher};
+
+mod re2;
 
 /// Prefix of a matcher `name` that selects an annotation instead of a label.
 pub const ANNOTATION_PREFIX: &str = "annotations.";
@@ -81,19 +90,28 @@ impl CompiledMatcher {
             None if m.name.is_empty() => return Err(error("name", "must not be empty".into())),
             None => Target::Label(m.name.clone()),
         };
+        if m.name.len() > MAX_MATCHER_NAME_LENGTH {
+            return Err(error(
+                "name",
+                format!(
+                    "is {} bytes long, more than the limit of {MAX_MATCHER_NAME_LENGTH}",
+                    m.name.len()
+                ),
+            ));
+        }
+        if m.value.len() > MAX_MATCHER_VALUE_LENGTH {
+            return Err(error(
+                "value",
+                format!(
+                    "is {} bytes long, more than the limit of {MAX_MATCHER_VALUE_LENGTH}",
+                    m.value.len()
+                ),
+            ));
+        }
         let regex = match m.operator {
             MatchOperator::Equal | MatchOperator::NotEqual => None,
             MatchOperator::RegexMatch | MatchOperator::RegexNotMatch => {
-                Some(anchored_regex(&m.value).map_err(|e| {
-                    error(
-                        "value",
-                        format!(
-                            "invalid regular expression {:?}: {}",
-                            m.value,
-                            regex_error_message(&e)
-                        ),
-                    )
-                })?)
+                Some(anchored_regex(&m.value).map_err(|e| error("value", e.message(&m.value)))?)
             }
         };
         Ok(CompiledMatcher {
@@ -194,27 +212,77 @@ pub fn alert_name_matches(alert_name: &str, alert: &Alert) -> bool {
     alert.alert_name() == alert_name
 }
 
-/// Compiles `value` anchored at both ends.
+/// Why a matcher's regular expression is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RegexError {
+    /// Alertmanager (Go's parser) refuses it.
+    Go(re2::GoError),
+    /// It closes the group Alertmanager wraps it in (`a)|(b`), which would
+    /// unanchor the match.
+    EscapesAnchors,
+    /// Compiled, it would take more than Karo's limit.
+    TooBig(usize),
+    /// Rust's regex refuses what Go accepts: nothing known does.
+    Rust(String),
+}
+
+impl RegexError {
+    fn message(&self, value: &str) -> String {
+        match self {
+            RegexError::Go(e) if e.expr == wrap(value) => {
+                format!("invalid regular expression {value:?}: {}", e.code)
+            }
+            RegexError::Go(e) => format!("invalid regular expression {value:?}: {e}"),
+            RegexError::EscapesAnchors => format!(
+                "invalid regular expression {value:?}: it closes the group Alertmanager anchors it in (^(?:...)$), so the match would no longer be anchored; write \\) for a literal parenthesis"
+            ),
+            RegexError::TooBig(limit) => format!(
+                "regular expression {value:?} exceeds the compiled size limit of {limit} bytes; use fewer or smaller repetitions"
+            ),
+            RegexError::Rust(message) => {
+                format!("invalid regular expression {value:?}: {message}")
+            }
+        }
+    }
+}
+
+/// The pattern Alertmanager compiles for a matcher's value.
+fn wrap(value: &str) -> String {
+    format!("^(?:{value})$")
+}
+
+/// Compiles `value` as Alertmanager does: Go's syntax and meaning, anchored as
+/// `^(?:value)$`, where `.` does not match a newline (Prometheus 3 adds `(?s)`,
+/// Alertmanager does not).
 ///
-/// Alertmanager wraps matcher regexes as `^(?:value)$`; Prometheus 2.x and later
-/// use `^(?s:value)$`, where `.` also matches a newline. Karo follows Prometheus
-/// on that point so that annotations, which often span lines, match `.*`.
+/// A value that closes the wrapping group (`a)|(b`) compiles in Alertmanager to
+/// an unanchored match; Karo refuses it rather than match what the manifest does
+/// not appear to say.
 ///
-/// The value is first compiled on its own so that it cannot close the wrapping
-/// group and escape the anchors (`a)|(b`), and so that errors quote the user's
-/// pattern rather than the wrapper. Rust's `\d`, `\w`, `\s` and `\b` are Unicode
-/// aware where Go's RE2 is ASCII only; alert labels are nearly always ASCII.
+/// The compiled size is bounded ([`MAX_REGEX_COMPILED_BYTES`]), and so is the
+/// lazy DFA's cache: a pattern such as `(?:\pL{100}){10}` is refused instead of
+/// taking megabytes.
 ///
 /// Compiled regexes are shared: thousands of reactions often use the same few
 /// patterns (`critical|page`), and a `Regex` clone shares its automaton.
-fn anchored_regex(value: &str) -> Result<Regex, regex::Error> {
+fn anchored_regex(value: &str) -> Result<Regex, RegexError> {
     static SHARED: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
     let shared = SHARED.get_or_init(Default::default);
     if let Some(re) = lock(shared).get(value) {
         return Ok(re.clone());
     }
-    Regex::new(value)?;
-    let re = Regex::new(&format!("^(?s:{value})$"))?;
+    let rust = re2::translate(&wrap(value)).map_err(RegexError::Go)?;
+    if re2::translate(value).is_err() {
+        return Err(RegexError::EscapesAnchors);
+    }
+    let re = RegexBuilder::new(&rust)
+        .size_limit(MAX_REGEX_COMPILED_BYTES)
+        .dfa_size_limit(MAX_REGEX_COMPILED_BYTES)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => RegexError::TooBig(limit),
+            other => RegexError::Rust(regex_error_message(&other)),
+        })?;
     let mut cache = lock(shared);
     // Bounded: patterns of deleted reactions are not tracked, so start over
     // rather than grow without end.
@@ -327,7 +395,8 @@ mod tests {
             ("severity", "=", "critical", &bare, false),
             ("severity", "=~", "crit.*", &bare, false),
             // annotations
-            ("annotations.summary", "=~", "CPU is high.*", &prod1, true),
+            ("annotations.summary", "=~", "CPU is high.*", &prod1, false),
+            ("annotations.summary", "=~", "(?s)CPU is high.*", &prod1, true),
             ("annotations.summary", "=", "CPU is high", &prod1, false),
             ("annotations.summary", "!=", "x", &bare, true),
             ("annotations.summary", "=", "", &bare, true),
@@ -335,9 +404,11 @@ mod tests {
             ("annotations.alertname", "=", "HighCPU", &prod1, false),
             // a label is not an annotation
             ("summary", "=~", ".+", &prod1, false),
-            // `.` matches a newline, as in Prometheus
-            ("v", "=~", "line1.line2", &multiline, true),
-            ("v", "=~", "line1.*", &multiline, true),
+            // `.` does not match a newline, as in Alertmanager
+            ("v", "=~", "line1.line2", &multiline, false),
+            ("v", "=~", "line1.*", &multiline, false),
+            ("v", "=~", "(?s)line1.*", &multiline, true),
+            ("v", "=~", "line1\\nline2", &multiline, true),
             ("v", "=~", "line2", &multiline, false),
             ("v", "=", "line1\nline2", &multiline, true),
             // regex features
@@ -413,7 +484,7 @@ mod tests {
         assert_eq!(err.reason(), "InvalidMatcher");
         assert_eq!(
             err.to_string(),
-            r#"spec.matchers[2].value: invalid regular expression "(": unclosed group"#
+            r#"spec.matchers[2].value: invalid regular expression "(": missing closing )"#
         );
     }
 
@@ -422,10 +493,118 @@ mod tests {
         let err = CompiledMatcher::compile(&matcher("v", "=~", "a)|(b")).unwrap_err();
         assert_eq!(err.index, 0);
         assert!(
-            err.to_string()
-                .starts_with(r#"spec.matchers[0].value: invalid regular expression "a)|(b": "#),
+            err.to_string().starts_with(
+                r#"spec.matchers[0].value: invalid regular expression "a)|(b": it closes the group Alertmanager anchors it in"#
+            ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn regexes_read_as_alertmanager_reads_them() {
+        let v = |value: &str| alert(&[("v", value)], &[]);
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, bool)] = &[
+            // Perl classes and word boundaries are ASCII in Go.
+            (r"\d+", "123", true),
+            (r"\d+", "\u{663}", false),
+            (r"\w+", "café", false),
+            (r"\w+", "cafe_1", true),
+            (r"\s", "\u{a0}", false),
+            (r"\s", "\u{b}", false),
+            (r"[[:space:]]", "\u{b}", true),
+            (r".*\bé", "x é", false),
+            (r"a\bé", "aé", true),
+            (r"\pL+", "café", true),
+            (r"\p{Greek}+", "αβγ", true),
+            // Case folding, as Go folds.
+            (r"(?i)k", "\u{212a}", true),
+            (r"(?i)\w", "\u{17f}", true),
+            (r"\W", "\u{17f}", true),
+            // Literals Rust would read otherwise.
+            (r"a{,3}", "a{,3}", true),
+            (r"a{,3}", "aaa", false),
+            (r"\<x\>", "<x>", true),
+            (r"\Qa.b\E", "a.b", true),
+            (r"\Qa.b\E", "axb", false),
+            (r"[a&&b]", "&", true),
+            (r"\101", "A", true),
+            // Anchors inside the value.
+            (r"(?m)a$", "a", true),
+            ("a$\n", "a\n", false),
+            (r"^a", "a", true),
+        ];
+        for (pattern, value, expected) in cases {
+            let m = CompiledMatcher::compile(&matcher("v", "=~", pattern))
+                .unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            assert_eq!(
+                m.matches(&v(value)),
+                *expected,
+                "{pattern} against {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn regexes_alertmanager_refuses_are_refused_with_gos_reason() {
+        #[rustfmt::skip]
+        let cases: &[(&str, &str)] = &[
+            ("a**", "invalid nested repetition operator: `**`"),
+            ("(?<n>x)", "invalid or unsupported Perl syntax: `(?<`"),
+            ("(?x)a b", "invalid or unsupported Perl syntax: `(?x`"),
+            (r"\p{Letter}", r"invalid character class range: `\p{Letter}`"),
+            (r"\z\Z", r"invalid escape sequence: `\Z`"),
+            ("x{1001}", "invalid repeat count: `{1001}`"),
+            ("(a{1000}){1000}", "invalid repeat count: `{1000}`"),
+            (r"\Qabc", "missing closing )"),
+            ("a\\", "missing closing )"),
+        ];
+        for (pattern, reason) in cases {
+            let err = CompiledMatcher::compile(&matcher("v", "=~", pattern)).unwrap_err();
+            assert_eq!(
+                err.message,
+                format!("invalid regular expression {pattern:?}: {reason}"),
+                "{pattern}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_costly_regex_is_refused_by_its_compiled_size() {
+        let err = CompiledMatcher::compile(&matcher("v", "=~", r"(?:\pL{100}){10}")).unwrap_err();
+        assert_eq!(err.field, "value");
+        assert_eq!(
+            err.message,
+            format!(
+                r#"regular expression "(?:\\pL{{100}}){{10}}" exceeds the compiled size limit of {MAX_REGEX_COMPILED_BYTES} bytes; use fewer or smaller repetitions"#
+            )
+        );
+        // Big, but within the limit.
+        for ok in [
+            r"\pL{10}",
+            r".{500}",
+            r"(?:[a-z0-9-]{1,63}\.){1,4}example\.com",
+        ] {
+            CompiledMatcher::compile(&matcher("v", "=~", ok))
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
+    #[test]
+    fn names_and_values_are_bounded() {
+        let long_value = "a".repeat(MAX_MATCHER_VALUE_LENGTH + 1);
+        let err = CompiledMatcher::compile(&matcher("v", "=", &long_value)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "spec.matchers[0].value: is 4097 bytes long, more than the limit of {MAX_MATCHER_VALUE_LENGTH}"
+            )
+        );
+        let long_name = "n".repeat(MAX_MATCHER_NAME_LENGTH + 1);
+        let err = CompiledMatcher::compile(&matcher(&long_name, "=", "")).unwrap_err();
+        assert_eq!(err.field, "name");
+        let at_limit = "a".repeat(MAX_MATCHER_VALUE_LENGTH);
+        CompiledMatcher::compile(&matcher("v", "=", &at_limit)).expect("at the limit");
     }
 
     #[test]

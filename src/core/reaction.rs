@@ -10,6 +10,10 @@ use serde_json::Value;
 use crate::core::matching::MatcherSet;
 use crate::core::render::{Renderer, TemplateTree};
 use crate::model::config::Policy;
+use crate::model::crd::limits::{
+    MAX_ACTIONS, MAX_ARGS, MAX_BUDGET_KEYS, MAX_ENV, MAX_FOLLOW_UPS, MAX_MATCHERS,
+    MAX_TEMPLATES_BYTES, MAX_VOLUMES, MAX_VOLUME_MOUNTS,
+};
 use crate::model::crd::{
     Action, AlertReaction, AlertReactionSpec, ANNOTATION_RESUMED_AT, JOB_TEMPLATE_ACTION,
 };
@@ -212,6 +216,7 @@ pub fn compile(
         ));
     }
     check_alert_name(&spec.alert_name)?;
+    check_limits(spec)?;
     check_has_sources(!spec.actions.is_empty(), spec.job_template.is_some())?;
     let matchers = MatcherSet::compile(&spec.matchers).map_err(|e| {
         Invalid::new(
@@ -292,6 +297,83 @@ pub fn check_alert_name(alert_name: &str) -> Result<(), Invalid> {
         return Err(Invalid::spec("spec.alertName", "must not be empty"));
     }
     Ok(())
+}
+
+/// The lengths of a reaction's lists and the total size of its templates are
+/// within Karo's [`limits`](crate::model::crd::limits). The CRD's schema has the
+/// same list limits, but a CRD applied from an older schema does not, and no
+/// schema can sum the strings of a `jobTemplate`.
+pub fn check_limits(spec: &AlertReactionSpec) -> Result<(), Invalid> {
+    let too_many = |path: String, n: usize, limit: usize| {
+        if n > limit {
+            Err(Invalid::spec(
+                path,
+                format!("has {n} items, more than the limit of {limit}"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    too_many("spec.matchers".into(), spec.matchers.len(), MAX_MATCHERS)?;
+    too_many("spec.actions".into(), spec.actions.len(), MAX_ACTIONS)?;
+    too_many(
+        "spec.onSuccess".into(),
+        spec.on_success.len(),
+        MAX_FOLLOW_UPS,
+    )?;
+    too_many(
+        "spec.onFailure".into(),
+        spec.on_failure.len(),
+        MAX_FOLLOW_UPS,
+    )?;
+    too_many("spec.volumes".into(), spec.volumes.len(), MAX_VOLUMES)?;
+    too_many("spec.triggerOn".into(), spec.trigger_on.len(), 2)?;
+    if let Some(b) = &spec.budget {
+        too_many("spec.budget.key".into(), b.key.len(), MAX_BUDGET_KEYS)?;
+    }
+    let lists = [
+        ("actions", &spec.actions),
+        ("onSuccess", &spec.on_success),
+        ("onFailure", &spec.on_failure),
+    ];
+    for (list, actions) in lists {
+        for (i, a) in actions.iter().enumerate() {
+            let at = |field: &str| format!("spec.{list}[{i}].{field}");
+            too_many(at("command"), a.command.len(), MAX_ARGS)?;
+            too_many(at("args"), a.args.len(), MAX_ARGS)?;
+            too_many(at("env"), a.env.len(), MAX_ENV)?;
+            too_many(at("volumeMounts"), a.volume_mounts.len(), MAX_VOLUME_MOUNTS)?;
+        }
+    }
+    let mut bytes = 0;
+    for (_, actions) in lists {
+        for a in actions {
+            bytes += serde_json::to_value(a).map_or(0, |v| text_bytes(&v));
+        }
+    }
+    if let Some(jt) = &spec.job_template {
+        bytes += jt.metadata.as_ref().map_or(0, text_bytes) + text_bytes(&jt.spec);
+    }
+    if bytes > MAX_TEMPLATES_BYTES {
+        return Err(Invalid::new(
+            InvalidReason::InvalidTemplate,
+            "spec",
+            format!(
+                "the strings of actions, jobTemplate, onSuccess and onFailure total {bytes} bytes, more than the limit of {MAX_TEMPLATES_BYTES}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The bytes of every string and key in `v`.
+fn text_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(text_bytes).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + text_bytes(v)).sum(),
+        _ => 0,
+    }
 }
 
 /// A reaction needs `actions` or a `jobTemplate`.
@@ -650,6 +732,152 @@ mod tests {
         }
         for bad in ["labels.", "label.x", "", "startsat"] {
             assert!(!valid_alert_field(bad), "{bad}");
+        }
+    }
+
+    mod limits {
+        use serde_json::json;
+
+        use super::super::*;
+        use crate::model::crd::limits::MAX_TEMPLATE_LENGTH;
+
+        fn compile_spec(spec: Value) -> Result<CompiledReaction, Invalid> {
+            let mut ar = AlertReaction::new("r", serde_json::from_value(spec).expect("spec"));
+            ar.metadata.namespace = Some("default".into());
+            compile(&ar, &Renderer::new(), &Policy::default())
+        }
+
+        fn action(name: &str, args: Vec<String>) -> Value {
+            json!({"name": name, "image": "busybox", "args": args})
+        }
+
+        #[test]
+        fn lists_longer_than_the_limits_are_refused() {
+            let matcher = json!({"name": "severity", "operator": "=", "value": "critical"});
+            let ok = compile_spec(json!({
+                "alertName": "A",
+                "matchers": vec![matcher.clone(); MAX_MATCHERS],
+                "actions": [action("a", vec![])],
+            }));
+            assert!(ok.is_ok(), "{ok:?}");
+            let err = compile_spec(json!({
+                "alertName": "A",
+                "matchers": vec![matcher; MAX_MATCHERS + 1],
+                "actions": [action("a", vec![])],
+            }))
+            .expect_err("65 matchers");
+            assert_eq!(err.reason, InvalidReason::InvalidSpec);
+            assert_eq!(
+                err.message(),
+                "spec.matchers: has 65 items, more than the limit of 64"
+            );
+
+            let actions: Vec<Value> = (0..=MAX_ACTIONS)
+                .map(|i| action(&format!("a{i}"), vec![]))
+                .collect();
+            let err = compile_spec(json!({"alertName": "A", "actions": actions}))
+                .expect_err("33 actions");
+            assert_eq!(
+                err.message(),
+                "spec.actions: has 33 items, more than the limit of 32"
+            );
+
+            let follow_ups: Vec<Value> = (0..=MAX_FOLLOW_UPS)
+                .map(|i| action(&format!("f{i}"), vec![]))
+                .collect();
+            let err = compile_spec(json!({
+                "alertName": "A", "actions": [action("a", vec![])], "onFailure": follow_ups,
+            }))
+            .expect_err("17 follow-ups");
+            assert_eq!(
+                err.message(),
+                "spec.onFailure: has 17 items, more than the limit of 16"
+            );
+
+            let err = compile_spec(json!({
+                "alertName": "A", "actions": [action("a", vec!["x".into(); MAX_ARGS + 1])],
+            }))
+            .expect_err("257 args");
+            assert_eq!(
+                err.message(),
+                "spec.actions[0].args: has 257 items, more than the limit of 256"
+            );
+        }
+
+        #[test]
+        fn a_template_longer_than_the_limit_is_refused_wherever_it_is() {
+            let long = format!("{{{{labels.x}}}}{}", "y".repeat(MAX_TEMPLATE_LENGTH));
+            let err = compile_spec(json!({
+                "alertName": "A", "actions": [action("a", vec!["ok".into(), long.clone()])],
+            }))
+            .expect_err("too long");
+            assert_eq!(err.reason, InvalidReason::InvalidTemplate);
+            assert_eq!(
+                err.message(),
+                format!(
+                    "spec.actions[0].args[1]: the string is {} bytes long, more than the limit of {MAX_TEMPLATE_LENGTH}",
+                    long.len()
+                )
+            );
+            // In a jobTemplate, which the CRD's schema cannot bound.
+            let err = compile_spec(json!({
+                "alertName": "A",
+                "jobTemplate": {"spec": {"template": {"spec": {"containers": [
+                    {"name": "c", "image": "busybox", "command": ["sh", "-c", "y".repeat(MAX_TEMPLATE_LENGTH + 1)]}
+                ]}}}},
+            }))
+            .expect_err("too long");
+            assert_eq!(
+                err.field.path,
+                "spec.jobTemplate.spec.template.spec.containers[0].command[2]"
+            );
+        }
+
+        #[test]
+        fn templates_bigger_than_the_total_limit_are_refused() {
+            // Eight strings of 32 kB, each within its own limit: 256 kB and more.
+            let big = "y".repeat(MAX_TEMPLATE_LENGTH);
+            let err = compile_spec(json!({
+                "alertName": "A",
+                "actions": [action("a", vec![big.clone(); 4])],
+                "jobTemplate": {"spec": {"template": {"spec": {"containers": [
+                    {"name": "c", "image": "busybox", "args": vec![big.clone(); 4]}
+                ]}}}},
+            }))
+            .expect_err("too big");
+            assert_eq!(err.reason, InvalidReason::InvalidTemplate);
+            assert_eq!(err.field.path, "spec");
+            assert!(
+                err.message()
+                    .ends_with(&format!("more than the limit of {MAX_TEMPLATES_BYTES}")),
+                "{}",
+                err.message()
+            );
+            compile_spec(json!({
+                "alertName": "A", "actions": [action("a", vec![big; 4])],
+            }))
+            .expect("128 kB");
+        }
+
+        #[test]
+        fn a_costly_regex_makes_the_reaction_invalid_naming_the_matcher() {
+            let err = compile_spec(json!({
+                "alertName": "A",
+                "matchers": [
+                    {"name": "severity", "operator": "=", "value": "critical"},
+                    {"name": "instance", "operator": "=~", "value": r"(?:\pL{100}){10}"},
+                ],
+                "actions": [action("a", vec![])],
+            }))
+            .expect_err("too costly");
+            assert_eq!(err.reason, InvalidReason::InvalidMatcher);
+            assert_eq!(err.field.path, "spec.matchers[1].value");
+            assert!(
+                err.message()
+                    .contains("exceeds the compiled size limit of 1048576 bytes"),
+                "{}",
+                err.message()
+            );
         }
     }
 }

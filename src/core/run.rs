@@ -118,6 +118,7 @@ pub fn build_run(
             },
             actions,
             closing: run_closing(&reaction.spec),
+            dry_run: false,
         },
         status: None,
     }
@@ -152,6 +153,38 @@ pub fn run_closing(spec: &AlertReactionSpec) -> RunClosing {
 }
 
 /// The Job of `action` as the Run stores it: everything but the owner's UID.
+/// The Run of an occurrence accepted in dry run: its own name
+/// ([`jobs::run_name_for`]), its Jobs rendered and never created, and nothing to
+/// follow them (no silence, no verification, no follow-ups).
+pub fn dry_run(
+    mut run: AlertReactionRun,
+    reaction: &CompiledReaction,
+    alert: &Alert,
+) -> AlertReactionRun {
+    run.metadata.name = Some(jobs::run_name_for(reaction, alert, true));
+    // Also a label: an API server with an older CRD prunes `spec.dryRun`.
+    run.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(LABEL_DRY_RUN.to_string(), "true".to_string());
+    run.spec.dry_run = true;
+    run.spec.closing = RunClosing::default();
+    run
+}
+
+/// Marks a Run recorded in dry run.
+pub const LABEL_DRY_RUN: &str = "karo.io/dry-run";
+
+/// Whether `run` was recorded in dry run: it creates no Job.
+pub fn is_dry_run(run: &AlertReactionRun) -> bool {
+    run.spec.dry_run
+        || run
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.get(LABEL_DRY_RUN).is_some_and(|v| v == "true"))
+}
+
 pub fn run_action(action: &str, job: &Job) -> Result<RunAction, serde_json::Error> {
     Ok(RunAction {
         name: action.to_string(),
@@ -474,6 +507,42 @@ pub fn stored_job_name(job: &Value) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dry_run_is_another_run_of_the_occurrence_and_says_so_in_a_label_too() {
+        let mut ar = crate::model::crd::AlertReaction::new(
+            "disk",
+            serde_json::from_value(serde_json::json!({
+                "alertName": "Disk",
+                "silence": {"duration": "1h"},
+                "actions": [{"name": "clean", "image": "busybox"}],
+            }))
+            .unwrap_or_default(),
+        );
+        ar.metadata.namespace = Some("ops".into());
+        ar.metadata.uid = Some("uid-1".into());
+        let Ok(r) = crate::core::reaction::compile(
+            &ar,
+            &crate::core::render::Renderer::new(),
+            &crate::model::config::Policy::default(),
+        ) else {
+            panic!("the reaction compiles");
+        };
+        let alert = Alert {
+            starts_at: "2026-01-01T00:00:00Z".into(),
+            fingerprint: "f1".into(),
+            ..Default::default()
+        };
+        let live = build_run(&r, &alert, &Notification::default(), Vec::new());
+        let mut dry = dry_run(live.clone(), &r, &alert);
+        assert_ne!(dry.metadata.name, live.metadata.name);
+        assert!(is_dry_run(&dry) && !is_dry_run(&live));
+        assert!(dry.spec.closing.is_empty(), "{:?}", dry.spec.closing);
+        assert!(!live.spec.closing.is_empty());
+        // An older CRD prunes the field; the label still tells.
+        dry.spec.dry_run = false;
+        assert!(is_dry_run(&dry));
+    }
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)

@@ -64,11 +64,24 @@ pub struct Summary {
 /// What happened to one occurrence's Run, or to one action that needs none.
 #[derive(Debug, Clone)]
 enum Outcome {
-    Created { run: String, jobs: Vec<String> },
-    Deduplicated { run: String, jobs: Vec<String> },
+    Created {
+        run: String,
+        jobs: Vec<String>,
+    },
+    /// A Run recorded in dry run: its Jobs rendered, none created.
+    DryRun {
+        run: String,
+        jobs: Vec<String>,
+    },
+    Deduplicated {
+        run: String,
+        jobs: Vec<String>,
+    },
     Skipped,
-    DryRun(String),
-    Failed { retryable: bool, message: String },
+    Failed {
+        retryable: bool,
+        message: String,
+    },
 }
 
 /// Worth a retry by Alertmanager: the API server was unreachable, overloaded
@@ -146,22 +159,28 @@ impl Executor {
                 summary.matched += 1;
                 m.alerts_matched.inc();
                 let mut run_actions: Vec<RunAction> = Vec::new();
+                let mut dry_run = false;
                 for action in actions {
                     match &action.step {
-                        Step::Create { job, .. } => match runs::run_action(&action.action, job) {
-                            Ok(a) => run_actions.push(a),
-                            Err(e) => tasks.push(Task::Report {
-                                reaction: reaction.clone(),
-                                alert: ai,
-                                action: ActionPlan {
-                                    step: Step::RenderFailed(jobs::BuildError::Invalid {
-                                        field: format!("Job {}", action.job_name),
-                                        message: e.to_string(),
-                                    }),
-                                    ..action
-                                },
-                            }),
-                        },
+                        Step::Create { job, .. } | Step::DryRun { job, .. } => {
+                            match runs::run_action(&action.action, job) {
+                                Ok(a) => {
+                                    dry_run |= matches!(action.step, Step::DryRun { .. });
+                                    run_actions.push(a);
+                                }
+                                Err(e) => tasks.push(Task::Report {
+                                    reaction: reaction.clone(),
+                                    alert: ai,
+                                    action: ActionPlan {
+                                        step: Step::RenderFailed(jobs::BuildError::Invalid {
+                                            field: format!("Job {}", action.job_name),
+                                            message: e.to_string(),
+                                        }),
+                                        ..action
+                                    },
+                                }),
+                            }
+                        }
                         _ => tasks.push(Task::Report {
                             reaction: reaction.clone(),
                             alert: ai,
@@ -170,7 +189,10 @@ impl Executor {
                     }
                 }
                 if !run_actions.is_empty() {
-                    let run = runs::build_run(&reaction, alert, &notification, run_actions);
+                    let mut run = runs::build_run(&reaction, alert, &notification, run_actions);
+                    if dry_run {
+                        run = runs::dry_run(run, &reaction, alert);
+                    }
                     tasks.push(Task::Run {
                         reaction,
                         run: Box::new(run),
@@ -269,8 +291,9 @@ impl Executor {
         }
     }
 
-    /// Tallies the outcomes into the summary; dry runs count as triggers here
-    /// (Runs count when their Jobs are created).
+    /// Tallies the outcomes into the summary; a Run recorded in dry run counts
+    /// as a trigger here, once per occurrence (other Runs count when their Jobs
+    /// are created).
     fn record(&self, results: Vec<(Arc<CompiledReaction>, Outcome)>, summary: &mut Summary) {
         let mut dry: BTreeMap<(String, String), (Arc<CompiledReaction>, i64)> = BTreeMap::new();
         for (reaction, outcome) in results {
@@ -286,9 +309,11 @@ impl Executor {
                     summary.jobs.extend(jobs);
                 }
                 Outcome::Skipped => summary.skipped += 1,
-                Outcome::DryRun(name) => {
-                    summary.dry_run += 1;
-                    summary.jobs.push(name);
+                Outcome::DryRun { run, jobs } => {
+                    summary.dry_run += jobs.len();
+                    summary.runs.push(run);
+                    summary.jobs.extend(jobs);
+                    // One trigger per occurrence, as a Run counts when it starts.
                     let key = (reaction.namespace.clone(), reaction.name.clone());
                     dry.entry(key).or_insert_with(|| (reaction.clone(), 0)).1 += 1;
                 }
@@ -333,6 +358,27 @@ impl Executor {
             ..Default::default()
         };
         match api.create(&pp, &run).await {
+            Ok(_) if runs::is_dry_run(&run) => {
+                self.metrics.runs_created.inc();
+                for action in &run.spec.actions {
+                    self.metrics.jobs_dry_run.inc();
+                    let yaml = serde_yaml::to_string(&action.job).unwrap_or_default();
+                    info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action.name, fingerprint = %alert.fingerprint, run = %name, job = %action.job_name, "dry run: Job rendered, not created\n{yaml}");
+                    events.publish(
+                        reaction,
+                        EventType::Normal,
+                        "Skipped",
+                        format!(
+                            "Dry run: Job {} rendered for alert {}, not created (Run {name})",
+                            action.job_name, alert.fingerprint
+                        ),
+                    );
+                }
+                Outcome::DryRun {
+                    run: name,
+                    jobs: job_names,
+                }
+            }
             Ok(_) => {
                 self.metrics.runs_created.inc();
                 info!(reaction = %reaction.name, namespace = %reaction.namespace, fingerprint = %alert.fingerprint, run = %name, jobs = ?job_names, "Run created");
@@ -519,23 +565,8 @@ impl Executor {
                     message: format!("{}/{}: {e}", reaction.namespace, reaction.name),
                 }
             }
-            Step::DryRun { job, .. } => {
-                m.jobs_dry_run.inc();
-                let yaml = serde_yaml::to_string(&job).unwrap_or_default();
-                info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job_name, "dry run: Job rendered, not created\n{yaml}");
-                events.publish(
-                    reaction,
-                    EventType::Normal,
-                    "Skipped",
-                    format!(
-                        "Dry run: Job {job_name} rendered for alert {}, not created",
-                        alert.fingerprint
-                    ),
-                );
-                Outcome::DryRun(job_name)
-            }
-            // Creates go into the occurrence's Run.
-            Step::Create { .. } => Outcome::Skipped,
+            // Creates and dry runs go into the occurrence's Run.
+            Step::Create { .. } | Step::DryRun { .. } => Outcome::Skipped,
         }
     }
 }

@@ -3,8 +3,8 @@
 //! `errors_total`); the detail carries the `karo_` prefix.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Owns the registry and every metric Karo exports.
@@ -49,6 +49,11 @@ pub struct Metrics {
     awaiting_by_scope: std::sync::Mutex<std::collections::HashMap<String, (i64, f64)>>,
     /// AlertReactions stopped by their failure budget.
     pub reactions_stopped: IntGauge,
+    /// Connections open now, by listener (`http`, `https`).
+    pub http_connections: IntGaugeVec,
+    /// Webhook requests refused with 503 because `http.maxConcurrentNotifications`
+    /// notifications were being handled.
+    pub notifications_refused: IntCounter,
 }
 
 impl Metrics {
@@ -195,6 +200,17 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            http_connections: IntGaugeVec::new(
+                Opts::new(
+                    "karo_http_connections_open",
+                    "Connections open now, by listener; at http.maxConnections new ones wait in the listen backlog.",
+                ),
+                &["listener"],
+            )?,
+            notifications_refused: IntCounter::new(
+                "karo_webhook_notifications_refused_total",
+                "Webhook requests answered 503 because http.maxConcurrentNotifications notifications were being handled (Alertmanager retries them).",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.alert_reactions.clone()))?;
@@ -228,6 +244,12 @@ impl Metrics {
         m.registry
             .register(Box::new(m.oldest_approval_wait.clone()))?;
         m.registry.register(Box::new(m.reactions_stopped.clone()))?;
+        m.registry.register(Box::new(m.http_connections.clone()))?;
+        m.registry
+            .register(Box::new(m.notifications_refused.clone()))?;
+        for listener in ["http", "https"] {
+            m.http_connections.with_label_values(&[listener]);
+        }
         for phase in ["Succeeded", "Failed", "Skipped"] {
             m.runs.with_label_values(&[phase]);
         }

@@ -23,8 +23,10 @@ pub struct Edge {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub authenticator: Authenticator,
-    /// Notifications being handled: detached from their connection, so a client
-    /// that goes away cannot cut one short; waited for at shutdown.
+    /// Notifications being read or handled, one token each (`len()` is their
+    /// number, bounded by `http.maxConcurrentNotifications`): the handling is
+    /// detached from its connection, so a client that goes away cannot cut it
+    /// short; waited for at shutdown.
     pub in_flight: tokio_util::task::TaskTracker,
 }
 

@@ -75,10 +75,21 @@ pub enum LogFormat {
 pub struct HttpConfig {
     /// Port of the plain HTTP listener (webhook, health, metrics, reload).
     pub port: u16,
-    /// A connection that has not sent its request headers within this is closed.
+    /// A connection is closed when its request headers (on a new connection: its
+    /// TLS handshake and first request headers) are not complete within this.
     pub header_read_timeout_seconds: u64,
     /// A request whose body has not arrived within this gets 408.
     pub body_read_timeout_seconds: u64,
+    /// A connection with no request in progress for this long is closed. Longer than
+    /// the 5 minutes Alertmanager keeps an idle connection, so that Alertmanager closes
+    /// first and never sends on a connection Karo is closing.
+    pub idle_timeout_seconds: u64,
+    /// Connections open at once, per listener; beyond it new connections wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+    /// Webhook requests whose notification is being read or handled at once; beyond
+    /// it the webhook answers 503 before reading the body (Alertmanager retries).
+    pub max_concurrent_notifications: usize,
 }
 
 impl Default for HttpConfig {
@@ -87,6 +98,9 @@ impl Default for HttpConfig {
             port: 8080,
             header_read_timeout_seconds: 10,
             body_read_timeout_seconds: 30,
+            idle_timeout_seconds: 360,
+            max_connections: 1024,
+            max_concurrent_notifications: 16,
         }
     }
 }
@@ -546,6 +560,21 @@ impl Config {
                 "http.bodyReadTimeoutSeconds",
                 self.http.body_read_timeout_seconds,
                 3600,
+            ),
+            (
+                "http.idleTimeoutSeconds",
+                self.http.idle_timeout_seconds,
+                3600,
+            ),
+            (
+                "http.maxConnections",
+                self.http.max_connections as u64,
+                65536,
+            ),
+            (
+                "http.maxConcurrentNotifications",
+                self.http.max_concurrent_notifications as u64,
+                1024,
             ),
         ];
         for (key, value, max) in counts {
@@ -1191,6 +1220,9 @@ mod tests {
         let mut c = Config::default();
         c.http.header_read_timeout_seconds = u64::MAX;
         c.http.body_read_timeout_seconds = 3601;
+        c.http.idle_timeout_seconds = 3601;
+        c.http.max_connections = usize::MAX;
+        c.http.max_concurrent_notifications = 1025;
         c.webhook.max_body_bytes = u64::MAX;
         c.limits.max_concurrent_creates = usize::MAX;
         assert_eq!(
@@ -1199,14 +1231,49 @@ mod tests {
                 "webhook.maxBodyBytes",
                 "limits.maxConcurrentCreates",
                 "http.headerReadTimeoutSeconds",
-                "http.bodyReadTimeoutSeconds"
+                "http.bodyReadTimeoutSeconds",
+                "http.idleTimeoutSeconds",
+                "http.maxConnections",
+                "http.maxConcurrentNotifications"
             ]
         );
         c.http.header_read_timeout_seconds = 3600;
         c.http.body_read_timeout_seconds = 3600;
+        c.http.idle_timeout_seconds = 3600;
+        c.http.max_connections = 65536;
+        c.http.max_concurrent_notifications = 1024;
         c.webhook.max_body_bytes = 1 << 30;
         c.limits.max_concurrent_creates = 1024;
         assert_eq!(problem_keys(&c), Vec::<String>::new());
+        c.http.idle_timeout_seconds = 0;
+        c.http.max_connections = 0;
+        c.http.max_concurrent_notifications = 0;
+        assert_eq!(
+            problem_keys(&c),
+            [
+                "http.idleTimeoutSeconds",
+                "http.maxConnections",
+                "http.maxConcurrentNotifications"
+            ]
+        );
+    }
+
+    #[test]
+    fn connection_bounds_come_from_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "config.yaml",
+                "http:\n  idleTimeoutSeconds: 120\n  maxConnections: 10\n",
+            )?;
+            jail.set_env("KARO_HTTP__MAX_CONCURRENT_NOTIFICATIONS", "4");
+            let path = jail.directory().join("config.yaml");
+            let c = load(Some(&path), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.http.idle_timeout_seconds, 120);
+            assert_eq!(c.http.max_connections, 10);
+            assert_eq!(c.http.max_concurrent_notifications, 4);
+            assert_eq!(c.http.header_read_timeout_seconds, 10);
+            Ok(())
+        });
     }
 
     #[test]

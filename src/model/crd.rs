@@ -14,6 +14,45 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
+/// What one AlertReaction may hold, so that no reaction can exhaust Karo. The
+/// list lengths and string lengths are in the CRD's schema, where the API server
+/// enforces them; Karo checks them again (a CRD applied from an older schema does
+/// not), together with what a schema cannot express: a regex's compiled size, the
+/// total size of a reaction's templates, and the size of a rendered Job.
+pub mod limits {
+    /// `spec.matchers`.
+    pub const MAX_MATCHERS: usize = 64;
+    /// `spec.actions`.
+    pub const MAX_ACTIONS: usize = 32;
+    /// `spec.onSuccess` and `spec.onFailure`, each.
+    pub const MAX_FOLLOW_UPS: usize = 16;
+    /// `spec.volumes`.
+    pub const MAX_VOLUMES: usize = 32;
+    /// An action's `command` and `args`, each.
+    pub const MAX_ARGS: usize = 256;
+    /// An action's `env`.
+    pub const MAX_ENV: usize = 128;
+    /// An action's `volumeMounts`.
+    pub const MAX_VOLUME_MOUNTS: usize = 32;
+    /// `spec.budget.key`.
+    pub const MAX_BUDGET_KEYS: usize = 16;
+    /// A matcher's `name`, in bytes.
+    pub const MAX_MATCHER_NAME_LENGTH: usize = 256;
+    /// A matcher's `value`, in bytes.
+    pub const MAX_MATCHER_VALUE_LENGTH: usize = 4096;
+    /// One template string, in bytes.
+    pub const MAX_TEMPLATE_LENGTH: usize = 32 * 1024;
+    /// Every string of a reaction's `actions`, `jobTemplate`, `onSuccess` and
+    /// `onFailure` together, in bytes.
+    pub const MAX_TEMPLATES_BYTES: usize = 256 * 1024;
+    /// One matcher's compiled regex (and its lazy DFA's cache), in bytes.
+    pub const MAX_REGEX_COMPILED_BYTES: usize = 1024 * 1024;
+    /// A rendered Job as JSON, and the output of its templates together, in bytes.
+    pub const MAX_RENDERED_JOB_BYTES: usize = 1024 * 1024;
+}
+
+use limits::*;
+
 /// Desired state of an `AlertReaction`.
 #[skip_serializing_none]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -44,10 +83,12 @@ pub struct AlertReactionSpec {
 
     /// Further conditions on the alert's labels and annotations; all must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_MATCHERS))]
     pub matchers: Vec<Matcher>,
 
     /// One Job per action (the earlier implementation's form).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_ACTIONS))]
     pub actions: Vec<Action>,
 
     /// A Kubernetes JobTemplateSpec used as one more Job.
@@ -55,11 +96,12 @@ pub struct AlertReactionSpec {
 
     /// Volumes available to every action.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_VOLUMES))]
     pub volumes: Vec<Volume>,
 
     /// Alert statuses that trigger the reaction.
     #[serde(default = "default_trigger_on")]
-    #[schemars(default = "default_trigger_on")]
+    #[schemars(default = "default_trigger_on", length(max = 2))]
     pub trigger_on: Vec<AlertStatus>,
 
     /// After the reaction ran for an alert, later occurrences of the same alert
@@ -109,11 +151,13 @@ pub struct AlertReactionSpec {
     /// Actions run once when a Run ends `Succeeded` or `Remediated`. Their
     /// templates also see `run` (name, phase, reason, message, jobs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_FOLLOW_UPS))]
     pub on_success: Vec<Action>,
 
     /// Actions run once when a Run ends `Failed` or `Ineffective`: escalation,
     /// notification. Their templates also see `run`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_FOLLOW_UPS))]
     pub on_failure: Vec<Action>,
 
     /// Limits on how often the reaction runs, counted from its Runs in the API
@@ -151,6 +195,7 @@ pub struct BudgetSpec {
     /// Alert label names whose values share one budget (for example
     /// `[instance]`); none: one budget for the whole reaction.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_BUDGET_KEYS))]
     pub key: Vec<String>,
     /// This many Runs in a row that end `Failed` or `Ineffective` stop the
     /// reaction (`Ready=False`, `FailureBudgetExhausted`) until a person resumes
@@ -218,11 +263,13 @@ fn default_trigger_on() -> Vec<AlertStatus> {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct Matcher {
     /// A label name, or `annotations.<key>` for an annotation.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = MAX_MATCHER_NAME_LENGTH))]
     pub name: String,
     /// One of `=`, `!=`, `=~`, `!~`.
     pub operator: MatchOperator,
-    /// The value, or a regular expression (fully anchored) for `=~` and `!~`.
+    /// The value, or for `=~` and `!~` a regular expression as Alertmanager reads
+    /// it (Go's RE2 syntax, anchored as `^(?:value)$`).
+    #[schemars(length(max = MAX_MATCHER_VALUE_LENGTH))]
     pub value: String,
 }
 
@@ -285,18 +332,23 @@ pub struct Action {
     #[schemars(length(min = 1))]
     pub name: String,
     /// Container image.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = MAX_TEMPLATE_LENGTH))]
     pub image: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_ARGS), inner(length(max = MAX_TEMPLATE_LENGTH)))]
     pub command: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_ARGS), inner(length(max = MAX_TEMPLATE_LENGTH)))]
     pub args: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_ENV))]
     pub env: Vec<EnvVar>,
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_VOLUME_MOUNTS))]
     pub volume_mounts: Vec<VolumeMount>,
     /// Service account the Job's pod runs as.
+    #[schemars(length(max = MAX_TEMPLATE_LENGTH))]
     pub service_account: Option<String>,
 }
 
@@ -308,6 +360,7 @@ pub struct EnvVar {
     #[schemars(length(min = 1))]
     pub name: String,
     /// A template rendered with the alert.
+    #[schemars(length(max = MAX_TEMPLATE_LENGTH))]
     pub value: Option<String>,
     pub value_from: Option<EnvVarSource>,
 }
@@ -522,7 +575,7 @@ pub struct JobReference {
 /// The CRD as YAML, as `karo crd` prints it and as it is committed under
 /// `config/crd/` and `charts/karo/crds/`.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&AlertReaction::crd())
+    crate::model::yaml::to_string(&AlertReaction::crd())
 }
 
 impl AlertReactionSpec {

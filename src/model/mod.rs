@@ -9,3 +9,4 @@ pub mod crd;
 pub mod duration;
 pub mod error;
 pub mod run;
+pub mod yaml;

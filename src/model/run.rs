@@ -51,6 +51,11 @@ pub struct AlertReactionRunSpec {
     /// What follows the Jobs, from the reaction when the occurrence was accepted.
     #[serde(default, skip_serializing_if = "RunClosing::is_empty")]
     pub closing: RunClosing,
+    /// Accepted in dry run (the reaction's `dryRun` or the configuration's): the
+    /// Jobs are rendered in `actions` and none is created. The Run records the
+    /// occurrence once, however often it is delivered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// The reaction's `onResolved`, `silence` and `verify`, fixed for the Run's life.
@@ -438,5 +443,5 @@ pub const LABEL_RUN: &str = "karo.io/run";
 
 /// The CRD as YAML, as `karo crd` prints it after the AlertReaction's.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&AlertReactionRun::crd())
+    crate::model::yaml::to_string(&AlertReactionRun::crd())
 }

@@ -146,12 +146,22 @@ async fn karo_render_prints_what_the_daemon_does() {
             .collect()
     };
     let daemon_runs = runs(summary["runs"].as_array().expect("runs").iter().collect());
-    let owners = runs(
+    let mut owners = runs(
         created_json
             .iter()
             .map(|j| &j["metadata"]["ownerReferences"][0]["name"])
             .collect(),
     );
+    // The dry run's Run records the occurrence and owns no Job.
+    let dry: Vec<String> = s
+        .runs()
+        .await
+        .into_iter()
+        .filter(|r| r.spec.dry_run)
+        .filter_map(|r| r.metadata.name)
+        .collect();
+    assert_eq!(dry.len(), 1, "{summary}");
+    owners.extend(dry);
     assert_eq!(daemon_runs, owners, "{summary}");
     let stored: BTreeSet<String> = s
         .runs()

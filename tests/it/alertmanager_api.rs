@@ -6,7 +6,6 @@
 //! credentials and a custom CA come from files; an unreachable or silent server is
 //! an error naming the URL.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use karo::model::config::{AlertmanagerConfig, AuthType};
 use serde_json::{json, Value};
 
 use crate::support::alertmanager::AlertmanagerConfig as AmYaml;
+use crate::support::certs::make_certs;
 use crate::support::process::run_output;
 use crate::support::{bins, free_port, wait_until, Proc, TestDir, SOON};
 
@@ -449,71 +449,10 @@ async fn basic_auth_credentials_are_read_from_their_file_at_every_request() {
     );
 }
 
-/// A CA and a certificate for 127.0.0.1 signed by it, in `dir`.
-fn make_certs(dir: &Path) {
-    let openssl = bins::openssl().expect("openssl");
-    let run = |args: &[&str]| {
-        let mut cmd = Command::new(&openssl);
-        cmd.current_dir(dir).args(args);
-        let out = run_output(cmd, None).expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=karo-test-am-ca",
-    ]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "tls.key",
-        "-out",
-        "tls.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "tls.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-set_serial",
-        "1",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "tls.crt",
-    ]);
-}
-
 #[tokio::test]
 async fn https_alertmanager_is_trusted_through_the_configured_ca() {
     let certs = TestDir::new("am-api-certs").expect("temp dir");
-    make_certs(certs.path());
+    make_certs(certs.path(), 1);
     let web = json!({"tls_server_config": {
         "cert_file": certs.path().join("tls.crt"),
         "key_file": certs.path().join("tls.key"),

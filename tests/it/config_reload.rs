@@ -127,13 +127,13 @@ async fn configmap_updates_take_effect_without_restart() {
     assert_eq!(body["created"], 1, "{body}");
     s.wait_job(created_job(&body)).await;
 
-    // dryRun: the next alert creates nothing, not even a Run.
+    // dryRun: the next alert creates no Job, only the Run that records it.
     cm.update(&[("config.yaml", &format!("{base}dryRun: true\n"))]);
     wait_reloads(&karo, "success", 1.0).await;
     let body = fire(&karo, 2).await;
     assert_eq!(body["created"], 0, "{body}");
     assert_eq!(body["dryRun"], 1, "{body}");
-    assert_eq!(s.runs().await.len(), 1);
+    assert_eq!(s.runs().await.len(), 2);
     assert_eq!(s.jobs().await.len(), 1);
 
     // A new ttlSecondsAfterFinished appears on the next Job.

@@ -14,9 +14,13 @@ mod cli;
 mod cluster;
 mod config_reload;
 mod crd;
+mod http_bounds;
 mod image;
 mod observability;
 mod properties;
+mod reaction_limits;
+mod reading;
+mod regex_parity;
 mod runs;
 mod security;
 mod status_writers;
@@ -37,6 +41,7 @@ mod support {
 
     pub mod alertmanager;
     pub mod bins;
+    pub mod certs;
     pub mod cluster;
     pub mod control_plane;
     pub mod fault_proxy;

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::alertmanager::{Alertmanager, AlertmanagerConfig};
+use crate::support::certs::make_certs;
 use crate::support::files::stdout;
 use crate::support::karo_lib::RunPhase;
 use crate::support::karo_process::KaroProcess;
@@ -156,76 +157,6 @@ async fn bearer_token_from_credentials_file() {
     .await;
     assert_eq!(s.runs().await.len(), 1);
     assert_eq!(s.jobs().await.len(), 1);
-}
-
-/// A CA, and a server certificate for localhost with the given serial.
-fn make_certs(dir: &Path, serial: u32) {
-    let openssl = bins::openssl().expect("openssl");
-    let run = |args: &[&str]| {
-        let mut cmd = Command::new(&openssl);
-        cmd.current_dir(dir).args(args);
-        let out = run_output(cmd, None).expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    if !dir.join("ca.crt").exists() {
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=karo-test-ca",
-        ]);
-    }
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .expect("ext");
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "new.key",
-        "-out",
-        "new.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "new.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-set_serial",
-        &serial.to_string(),
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "new.crt",
-    ]);
-    // Key first, then certificate, each by rename, as a Secret update replaces files.
-    std::fs::rename(dir.join("new.key"), dir.join("tls.key")).expect("key");
-    std::fs::rename(dir.join("new.crt"), dir.join("tls.crt")).expect("crt");
 }
 
 /// The serial of the certificate a new TLS connection sees.

@@ -49,6 +49,19 @@ if [ "${#filtered[@]}" -gt 0 ]; then
   apt_install "${uniq[@]}"
 fi
 
+# --- other YAML parsers ------------------------------------------------------
+# The YAML Karo prints must read the same in PyYAML and in Go's yaml (kubectl's
+# reader): tests/it/reading.rs loads it with both (Go's from Debian's sources,
+# built offline with GOPATH).
+yaml_pkgs=()
+python3 -c 'import yaml' >/dev/null 2>&1 || yaml_pkgs+=(python3-yaml)
+command -v go >/dev/null 2>&1 || yaml_pkgs+=(golang-go)
+[ -f /usr/share/gocode/src/gopkg.in/yaml.v2/resolve.go ] || yaml_pkgs+=(golang-gopkg-yaml.v2-dev)
+[ -f /usr/share/gocode/src/gopkg.in/yaml.v3/resolve.go ] || yaml_pkgs+=(golang-gopkg-yaml.v3-dev)
+if [ "${#yaml_pkgs[@]}" -gt 0 ]; then
+  apt_install "${yaml_pkgs[@]}"
+fi
+
 # --- kube-apiserver -------------------------------------------------------
 if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ]; then
   APISERVER="$KUBEBUILDER_ASSETS/kube-apiserver"

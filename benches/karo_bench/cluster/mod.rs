@@ -52,11 +52,13 @@ const HANG_GUARD: Duration = Duration::from_secs(300);
 const FINISH_CONCURRENCY: usize = 32;
 
 mod count;
+mod large;
 mod phases;
 mod probe;
 mod process;
 
 use count::Counter;
+pub use large::run as large_notifications;
 use probe::*;
 pub use process::karo_bin;
 use process::*;

@@ -8,6 +8,7 @@ use handlebars::{
 use serde_json::Value;
 
 use super::{dns1123_label, HbError};
+use crate::model::crd::limits::MAX_RENDERED_JOB_BYTES;
 
 /// Helpers that the `handlebars` crate registers itself.
 pub(super) const BUILTIN_HELPERS: &[&str] = &[
@@ -197,6 +198,22 @@ fn helper_replace(name: &'static str, params: &[PathAndJson<'_>]) -> Result<Valu
     let s = text_arg(arg(name, params, 0)?)?;
     let from = text_arg(arg(name, params, 1)?)?;
     let to = text_arg(arg(name, params, 2)?)?;
+    // Checked before the string is built: `replace` multiplies (an empty `from`
+    // inserts `to` between every character).
+    let places = if from.is_empty() {
+        s.chars().count() + 1
+    } else {
+        s.matches(from.as_str()).count()
+    };
+    let size = places
+        .saturating_mul(to.len())
+        .saturating_add(s.len())
+        .saturating_sub(places.saturating_mul(from.len()));
+    if size > MAX_RENDERED_JOB_BYTES {
+        return Err(helper_error(format!(
+            "`{name}` would produce {size} bytes, more than the limit of {MAX_RENDERED_JOB_BYTES} for one Job"
+        )));
+    }
     Ok(Value::String(s.replace(&from, &to)))
 }
 

@@ -9,6 +9,12 @@
 //! containers or commands. Object keys are not templates, and numbers, booleans
 //! and nulls pass through untouched, so the tree's shape is fixed by the manifest.
 //!
+//! Sizes are bounded: a string of a tree is at most `MAX_TEMPLATE_LENGTH` bytes,
+//! and the output of a tree's templates for one alert at most what the caller
+//! allows (`MAX_RENDERED_JOB_BYTES` for a Job): a template that repeats itself over
+//! big labels stops with an error as soon as it passes the limit, before it has
+//! allocated more.
+//!
 //! Handlebars runs in strict mode (a missing variable is an error;
 //! `{{default labels.team "none"}}` tolerates absence) with no HTML escaping.
 //! Karo's helpers are in `helpers`, the static check of templates in `check`.
@@ -25,12 +31,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use handlebars::{
-    Context, Handlebars, RenderContext, RenderErrorReason, Renderable, StringOutput, Template,
-};
+use handlebars::{Context, Handlebars, RenderContext, RenderErrorReason, Renderable, Template};
 use serde_json::{Map, Value};
 
 use crate::model::alert::{Alert, Notification};
+use crate::model::crd::limits::{MAX_RENDERED_JOB_BYTES, MAX_TEMPLATE_LENGTH};
 use crate::model::error::FieldError;
 
 pub(crate) type HbError = handlebars::RenderError;
@@ -51,6 +56,9 @@ pub enum RenderError {
     Unsupported { field: String, what: &'static str },
     #[error("{}{message}", prefix(.field))]
     Render { field: String, message: String },
+    /// A template longer than Karo's limit.
+    #[error("{}{message}", prefix(.field))]
+    TooLong { field: String, message: String },
 }
 
 fn prefix(field: &str) -> String {
@@ -70,7 +78,8 @@ impl RenderError {
             | RenderError::UnknownHelper { field, .. }
             | RenderError::InvalidArguments { field, .. }
             | RenderError::Unsupported { field, .. }
-            | RenderError::Render { field, .. } => field,
+            | RenderError::Render { field, .. }
+            | RenderError::TooLong { field, .. } => field,
         }
     }
 
@@ -114,25 +123,32 @@ impl Renderer {
         Renderer { registry, helpers }
     }
 
+    /// Renders one template; its output may take `budget` bytes at most, and what
+    /// it takes is subtracted.
     fn render_template(
         &self,
         template: &Template,
         context: &Context,
         field: &str,
         multiline: bool,
+        budget: &mut Budget,
     ) -> Result<String, RenderError> {
         let mut rc = RenderContext::new(None);
-        let mut out = StringOutput::new();
-        template
-            .render(&self.registry, context, &mut rc, &mut out)
-            .map_err(|e| RenderError::Render {
-                field: field.to_owned(),
-                message: runtime_message(&e, multiline),
-            })?;
-        out.into_string().map_err(|e| RenderError::Render {
+        let mut out = LimitedOutput {
+            text: String::new(),
+            limit: budget.left,
+            exceeded: false,
+        };
+        let rendered = template.render(&self.registry, context, &mut rc, &mut out);
+        if out.exceeded {
+            return Err(budget.exceeded(field));
+        }
+        rendered.map_err(|e| RenderError::Render {
             field: field.to_owned(),
-            message: e.to_string(),
-        })
+            message: runtime_message(&e, multiline),
+        })?;
+        budget.left -= out.text.len();
+        Ok(out.text)
     }
 }
 
@@ -147,6 +163,52 @@ impl std::fmt::Debug for Renderer {
         f.debug_struct("Renderer")
             .field("helpers", &self.helpers.keys().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+/// How many bytes of output the templates rendered for one alert may still produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    limit: usize,
+    left: usize,
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Self {
+        Budget { limit, left: limit }
+    }
+
+    /// What one Job's templates may produce together.
+    pub fn job() -> Self {
+        Self::new(MAX_RENDERED_JOB_BYTES)
+    }
+
+    fn exceeded(&self, field: &str) -> RenderError {
+        RenderError::Render {
+            field: field.to_owned(),
+            message: format!(
+                "the rendered output exceeds the limit of {} bytes for one Job (a template repeats too much, or over too big labels)",
+                self.limit
+            ),
+        }
+    }
+}
+
+/// Handlebars' output, refused past `limit` bytes: rendering stops there.
+struct LimitedOutput {
+    text: String,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl handlebars::Output for LimitedOutput {
+    fn write(&mut self, seg: &str) -> Result<(), std::io::Error> {
+        if self.text.len() + seg.len() > self.limit {
+            self.exceeded = true;
+            return Err(std::io::Error::other("the output limit is reached"));
+        }
+        self.text.push_str(seg);
+        Ok(())
     }
 }
 
@@ -211,10 +273,21 @@ impl TemplateTree {
         validate_node(&self.root, renderer)
     }
 
-    /// The tree with every template string replaced by its output for `ctx`.
+    /// The tree with every template string replaced by its output for `ctx`; the
+    /// output may be one Job's worth ([`Budget::job`]).
     pub fn render(&self, renderer: &Renderer, ctx: &Value) -> Result<Value, RenderError> {
+        self.render_within(renderer, ctx, &mut Budget::job())
+    }
+
+    /// [`TemplateTree::render`], the output of every template taken from `budget`.
+    pub fn render_within(
+        &self,
+        renderer: &Renderer,
+        ctx: &Value,
+        budget: &mut Budget,
+    ) -> Result<Value, RenderError> {
         let context = Context::from(ctx.clone());
-        render_node(&self.root, renderer, &context)
+        render_node(&self.root, renderer, &context, budget)
     }
 }
 
@@ -229,6 +302,7 @@ pub fn render_str(renderer: &Renderer, template: &str, ctx: &Value) -> Result<St
         &Context::from(ctx.clone()),
         "",
         compiled.multiline,
+        &mut Budget::job(),
     )
 }
 
@@ -308,6 +382,16 @@ pub fn dns1123_label(s: &str, max_len: usize) -> String {
 
 fn compile_node(value: &Value, field: &str, errors: &mut Vec<RenderError>) -> Node {
     match value {
+        Value::String(s) if s.len() > MAX_TEMPLATE_LENGTH => {
+            errors.push(RenderError::TooLong {
+                field: field.to_owned(),
+                message: format!(
+                    "the string is {} bytes long, more than the limit of {MAX_TEMPLATE_LENGTH}",
+                    s.len()
+                ),
+            });
+            Node::Value(Value::Null)
+        }
         Value::String(s) if s.contains("{{") => match compile_string(s, field) {
             Ok(c) => Node::Template(Box::new(c)),
             Err(e) => {
@@ -404,22 +488,31 @@ pub fn go_template_hint(source: &str) -> Option<String> {
     ))
 }
 
-fn render_node(node: &Node, renderer: &Renderer, context: &Context) -> Result<Value, RenderError> {
+fn render_node(
+    node: &Node,
+    renderer: &Renderer,
+    context: &Context,
+    budget: &mut Budget,
+) -> Result<Value, RenderError> {
     Ok(match node {
         Node::Value(v) => v.clone(),
-        Node::Template(c) => {
-            Value::String(renderer.render_template(&c.template, context, &c.field, c.multiline)?)
-        }
+        Node::Template(c) => Value::String(renderer.render_template(
+            &c.template,
+            context,
+            &c.field,
+            c.multiline,
+            budget,
+        )?),
         Node::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|n| render_node(n, renderer, context))
+                .map(|n| render_node(n, renderer, context, budget))
                 .collect::<Result<_, _>>()?,
         ),
         Node::Object(entries) => {
             let mut map = Map::new();
             for (k, n) in entries {
-                map.insert(k.clone(), render_node(n, renderer, context)?);
+                map.insert(k.clone(), render_node(n, renderer, context, budget)?);
             }
             Value::Object(map)
         }

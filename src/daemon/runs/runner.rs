@@ -179,6 +179,9 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
     if phase == RunPhase::Verifying {
         return closing::verifying(&ctx, &run, &status).await;
     }
+    if run::is_dry_run(&run) {
+        return finish_dry_run(&ctx, &run).await;
+    }
     // Karo's own silence mutes the resolved notification too: ask Alertmanager.
     if let Some(at) = closing::resolved_while_silenced(&ctx, &run, &status).await {
         status.resolved_at = Some(at);
@@ -474,6 +477,35 @@ async fn retrying(
     ctx.set_backoff(&run.uid().unwrap_or_default(), backoff);
     write_status(ctx, run, next).await?;
     Ok(Action::requeue(backoff))
+}
+
+/// Ends a Run recorded in dry run: `Skipped`, reason `DryRun`. The webhook has
+/// logged, evented and counted it already.
+async fn finish_dry_run(ctx: &Ctx, run: &AlertReactionRun) -> Result<Action, RunError> {
+    let previous = run.status.clone().unwrap_or_default();
+    let jobs: Vec<&str> = run
+        .spec
+        .actions
+        .iter()
+        .map(|a| a.job_name.as_str())
+        .collect();
+    let next = AlertReactionRunStatus {
+        phase: Some(RunPhase::Skipped),
+        reason: Some("DryRun".into()),
+        message: Some(format!(
+            "dry run: Job(s) {} rendered, none created",
+            jobs.join(", ")
+        )),
+        completion_time: Some(Time(Timestamp::now())),
+        last_seen: previous.last_seen,
+        resolved_at: previous.resolved_at,
+        ..Default::default()
+    };
+    if !write_status(ctx, run, next).await? {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    debug!(namespace = %run.namespace().unwrap_or_default(), run = %run.name_any(), "dry-run Run recorded");
+    Ok(Action::await_change())
 }
 
 /// Ends a Run that may not start.

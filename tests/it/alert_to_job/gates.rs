@@ -69,9 +69,10 @@ async fn suspend_dry_run_cooldown_and_forbid() {
     assert_eq!(first["matched"], 4);
     assert_eq!(first["created"], 2, "{first}"); // the Runs of cool and forbid
     assert_eq!(first["skipped"], 1, "{first}"); // suspended: no Run
-    assert_eq!(first["dryRun"], 1, "{first}"); // no Run either
+    assert_eq!(first["dryRun"], 1, "{first}"); // a Run that records it, no Job
     let (cool_1, forbid_1) = (run_of(&first, "cool"), run_of(&first, "forbid"));
-    assert_eq!(s.runs().await.len(), 2);
+    assert_eq!(s.runs().await.len(), 3);
+    assert_skipped(&s, &run_of(&first, "dry"), "DryRun").await;
     s.wait_jobs(2).await;
     s.wait_run_phase(&cool_1, RunPhase::Running).await;
     s.wait_run_phase(&forbid_1, RunPhase::Running).await;
@@ -114,15 +115,19 @@ async fn suspend_dry_run_cooldown_and_forbid() {
     s.wait_run_phase(&run_of(&body, "forbid"), RunPhase::Running)
         .await;
     s.wait_jobs(5).await;
-    assert_eq!(s.runs().await.len(), 8);
+    assert_eq!(s.runs().await.len(), 12);
 
     // The repeated first occurrence is a duplicate, not a new run: the same Runs.
     let body = karo.notify_ok(&send("2026-05-01T00:00:00Z", "i1")).await;
-    assert_eq!(body["deduplicated"], 2, "{body}");
+    assert_eq!(body["deduplicated"], 3, "{body}");
     assert_eq!(body["created"], 0, "{body}");
+    assert_eq!(body["dryRun"], 0, "{body}");
     assert_eq!(names(&body["runs"]), names(&first["runs"]), "{body}");
-    assert_eq!(s.runs().await.len(), 8);
+    assert_eq!(s.runs().await.len(), 12);
     assert_eq!(s.jobs().await.len(), 5);
+    // Four occurrences, each counted once in dry run, the repeated one not again.
+    s.wait_trigger_count("dry", 4).await;
+    assert_eq!(s.jobs_of("dry").await.len(), 0);
 }
 
 /// The names in a list of the webhook's answer, sorted.

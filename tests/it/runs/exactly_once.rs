@@ -305,3 +305,45 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
 }
+
+#[tokio::test]
+async fn trigger_count_is_exact_when_one_action_is_retried() {
+    // Two actions; the quota lets one Job in and refuses the other (403 "exceeded
+    // quota", retried) until it is raised. The occurrence counts once.
+    let s = Scenario::build("retried-action")
+        .reaction(
+            "metadata: {name: two}\nspec:\n  alertName: Retried\n  actions:\n  - {name: a, image: busybox}\n  - {name: b, image: busybox}\n",
+        )
+        .create()
+        .await;
+    set_job_quota(&s, 1).await;
+    let karo = s.start_karo("").await;
+    s.wait_ready("two", "True").await;
+    let body = karo
+        .notify_ok(&firing([labels("Retried", "i1")], "2026-06-05T00:00:00Z"))
+        .await;
+    assert_eq!(body["created"], 1, "{body}");
+    let run = answered_runs(&body).remove(0);
+    // One Job in, the other refused at least once.
+    wait_for(SOON, || async {
+        let st = s.run(&run).await.status?;
+        (st.attempts.unwrap_or(0) >= 1).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the second Job was never refused: {e}"));
+    assert_eq!(s.jobs().await.len(), 1);
+
+    set_job_quota(&s, 10).await;
+    s.wait_jobs(2).await;
+    let run = s.wait_run_phase(&run, RunPhase::Running).await;
+    assert_eq!(recorded_jobs(&run).len(), 2);
+    // Counted once, and both Jobs are the trigger's.
+    wait_for(SOON, || async {
+        let status = s.reaction("two").await.status?;
+        (status.last_jobs_created.len() == 2).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("lastJobsCreated never had both Jobs: {e}"));
+    let status = s.reaction("two").await.status.expect("status");
+    assert_eq!(status.trigger_count, Some(1), "{status:?}");
+}
