@@ -253,10 +253,10 @@ pub fn build_job(input: &JobInput) -> Result<Job, BuildError> {
 /// Renders and assembles a Job whose templates see `run` (an `onSuccess` or
 /// `onFailure` Job sees the Run's outcome).
 ///
-/// The output of the skeleton's and the source's templates together, and then the
-/// Job as JSON, are at most [`MAX_RENDERED_JOB_BYTES`]: past it the Job is refused
-/// for this alert ([`BuildError::Render`] or [`BuildError::TooLarge`]), before
-/// more is allocated.
+/// The output of the skeleton's and the source's templates together is at most
+/// `MAX_RENDER_OUTPUT_BYTES`, and then the Job as JSON at most
+/// [`MAX_RENDERED_JOB_BYTES`]: past either the Job is refused for this alert
+/// ([`BuildError::Render`] or [`BuildError::TooLarge`]), before more is allocated.
 pub fn build_job_with_run(input: &JobInput, run: Value) -> Result<Job, BuildError> {
     let JobInput {
         reaction,
@@ -614,6 +614,7 @@ mod tests {
         use super::super::*;
         use crate::core::reaction;
         use crate::model::config::Policy;
+        use crate::model::crd::limits::MAX_RENDER_OUTPUT_BYTES;
         use crate::model::crd::AlertReaction;
 
         fn reaction_with(action: Value) -> CompiledReaction {
@@ -652,12 +653,12 @@ mod tests {
 
         #[test]
         fn a_template_that_repeats_over_big_labels_is_refused_for_that_alert() {
-            // Every label, every label again: 100 labels of 200 bytes make 2 MB.
+            // Every label, every label again: 150 labels of 200 bytes make 4.5 MB.
             let r = reaction_with(json!({
                 "name": "a", "image": "busybox",
                 "args": ["{{#each labels}}{{#each ../labels}}{{this}}{{/each}}{{/each}}"],
             }));
-            let err = build(&r, &big_alert(100, 200)).expect_err("too big");
+            let err = build(&r, &big_alert(150, 200)).expect_err("too big");
             let BuildError::Render(e) = &err else {
                 panic!("a render error: {err}");
             };
@@ -665,7 +666,7 @@ mod tests {
             assert_eq!(e.reason(), "RenderFailed");
             assert!(
                 err.to_string().contains(&format!(
-                    "the rendered output exceeds the limit of {MAX_RENDERED_JOB_BYTES} bytes for one Job"
+                    "the rendered output exceeds the limit of {MAX_RENDER_OUTPUT_BYTES} bytes for one Job"
                 )),
                 "{err}"
             );
@@ -688,9 +689,9 @@ mod tests {
             let r = reaction_with(json!({
                 "name": "a", "image": "busybox", "args": [arg, arg, arg],
             }));
-            // 300 labels of 1000 bytes: 300 kB per argument, and as much for the
-            // skeleton's `karo.io/alert-labels`: 1.2 MB together.
-            let err = build(&r, &big_alert(300, 1000)).expect_err("too big");
+            // 1100 labels of 1000 bytes: 1.1 MB per argument, and as much for the
+            // skeleton's `karo.io/alert-labels`: 4.4 MB together.
+            let err = build(&r, &big_alert(1100, 1000)).expect_err("too big");
             assert!(
                 err.to_string()
                     .starts_with("spec.actions[0].args[2]: the rendered output exceeds"),
@@ -716,12 +717,12 @@ mod tests {
 
         #[test]
         fn a_job_bigger_than_the_limit_is_refused_even_without_templates() {
-            // The whole alert as JSON in 3 variables, from a 400 kB alert.
+            // The whole alert as JSON in 3 variables, from a 500 kB alert.
             let env: Vec<Value> = (0..3)
                 .map(|i| json!({"name": format!("A{i}"), "valueFrom": {"alertRef": {"fieldPath": "."}}}))
                 .collect();
             let r = reaction_with(json!({"name": "a", "image": "busybox", "env": env}));
-            let err = build(&r, &big_alert(40, 10_000)).expect_err("1.2 MB");
+            let err = build(&r, &big_alert(50, 10_000)).expect_err("1.5 MB");
             let BuildError::TooLarge { field, size, limit } = &err else {
                 panic!("TooLarge: {err}");
             };

@@ -96,6 +96,14 @@ impl Authenticator {
             .strip_suffix(b"\r\n")
             .or_else(|| content.strip_suffix(b"\n"))
             .unwrap_or(&content);
+        // An empty file is one being rewritten in place (truncated, not yet
+        // written): Karo's trouble, not the sender's wrong credentials.
+        if trimmed.is_empty() {
+            return Err(AuthError::Unavailable {
+                path: path.display().to_string(),
+                message: "the file is empty".into(),
+            });
+        }
         let d = digest(trimmed);
         cache.insert(path.to_path_buf(), (now, d));
         Ok(d)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Request, StatusCode};
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -53,11 +53,20 @@ impl Edge {
                     .with_label_values(&[e.kind()])
                     .inc();
                 if let AuthError::Unavailable { .. } = e {
+                    // Karo's own trouble (a credentials file missing, unreadable or
+                    // being rewritten): 503, which Alertmanager retries; a 401 would
+                    // make it drop the notification.
                     self.metrics.error(ErrorKind::AuthConfig);
                     warn!(error = %e, "cannot check webhook credentials");
-                } else {
-                    debug!(error = %e, "webhook request refused");
+                    let mut r = error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("cannot check credentials: {e}"),
+                    );
+                    r.headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                    return Err(Box::new(r));
                 }
+                debug!(error = %e, "webhook request refused");
                 let mut r = error(StatusCode::UNAUTHORIZED, format!("unauthorized: {e}"));
                 r.headers_mut().insert(
                     WWW_AUTHENTICATE,

@@ -47,8 +47,14 @@ pub mod limits {
     pub const MAX_TEMPLATES_BYTES: usize = 256 * 1024;
     /// One matcher's compiled regex (and its lazy DFA's cache), in bytes.
     pub const MAX_REGEX_COMPILED_BYTES: usize = 1024 * 1024;
-    /// A rendered Job as JSON, and the output of its templates together, in bytes.
-    pub const MAX_RENDERED_JOB_BYTES: usize = 1024 * 1024;
+    /// A rendered Job as JSON, in bytes: room for a label value of 1 MiB in an
+    /// argument, and for the Run that carries the Job under etcd's 1.5 MiB.
+    pub const MAX_RENDERED_JOB_BYTES: usize = 1280 * 1024;
+    /// The output of one Job's templates together, in bytes: room for an alert
+    /// whose labels are as big as a notification may carry (the skeleton's
+    /// `karo.io/alert-labels` holds them all, and is cut afterwards to fit an
+    /// annotation), while a template that repeats itself stops here.
+    pub const MAX_RENDER_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 }
 
 use limits::*;

@@ -216,10 +216,10 @@ async fn a_job_too_big_to_render_fails_its_occurrence_and_the_others_run() {
         .reaction(SMALL)
         .start()
         .await;
-    // 60 labels of 400 bytes, every label for every label: 1.4 MB.
+    // 110 labels of 400 bytes, every label for every label: 4.8 MB.
     let mut labels = serde_json::Map::new();
     labels.insert("alertname".into(), json!("Big"));
-    for i in 0..60 {
+    for i in 0..110 {
         labels.insert(format!("l{i:02}"), json!("x".repeat(400)));
     }
     let body = karo
@@ -231,7 +231,7 @@ async fn a_job_too_big_to_render_fails_its_occurrence_and_the_others_run() {
     assert!(
         errors.contains("explodes")
             && errors.contains(
-                "spec.actions[0].args[0]: the rendered output exceeds the limit of 1048576 bytes"
+                "spec.actions[0].args[0]: the rendered output exceeds the limit of 4194304 bytes"
             ),
         "{body}"
     );

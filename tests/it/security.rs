@@ -140,6 +140,46 @@ async fn basic_auth_as_in_the_seed_and_password_rotation() {
 }
 
 #[tokio::test]
+async fn credentials_that_cannot_be_read_answer_503_and_alertmanager_retries() {
+    // Karo's own trouble, never the sender's: while the credentials file is being
+    // rewritten in place (empty) or is gone, the webhook answers 503, which
+    // Alertmanager retries, where a 401 would drop the notification.
+    let (s, karo, _secrets, password) = secured_by(
+        "unreadable",
+        "    type: basic\n    username: alertmanager\n",
+        "passwordFile",
+        "secret\n",
+    )
+    .await;
+    let unavailable = "karo_webhook_auth_failures_total{reason=\"unavailable\"}";
+    let am =
+        Alertmanager::start(&am_config(&karo.webhook()).basic_auth("alertmanager", "secret")).await;
+    for (n, break_it) in [("1", "empty"), ("2", "missing")] {
+        let before = karo.metric(unavailable).await;
+        match break_it {
+            "empty" => std::fs::write(&password, "").expect("truncate"),
+            _ => std::fs::remove_file(&password).expect("remove"),
+        }
+        fire(&am, n).await;
+        karo.wait_metric(unavailable, |v| v > before).await;
+        assert!(
+            karo.metric("webhook_requests_total{code=\"503\"}").await >= 1.0,
+            "{break_it}"
+        );
+        assert_eq!(
+            karo.metric("webhook_requests_total{code=\"401\"}").await,
+            0.0,
+            "{break_it}"
+        );
+        assert_eq!(s.runs().await.len(), n.parse::<usize>().expect("n") - 1);
+        // The rewrite ends: Alertmanager's retry lands.
+        replace_file(&password, "secret\n");
+        s.wait_jobs(n.parse().expect("n")).await;
+    }
+    assert_eq!(s.runs().await.len(), 2);
+}
+
+#[tokio::test]
 async fn bearer_token_from_credentials_file() {
     let (s, karo, secrets, _) =
         secured_by("bearer", "    type: bearer\n", "tokenFile", "s3cr3t-t0ken").await;

@@ -11,7 +11,7 @@
 //!
 //! Sizes are bounded: a string of a tree is at most `MAX_TEMPLATE_LENGTH` bytes,
 //! and the output of a tree's templates for one alert at most what the caller
-//! allows (`MAX_RENDERED_JOB_BYTES` for a Job): a template that repeats itself over
+//! allows (`MAX_RENDER_OUTPUT_BYTES` for a Job): a template that repeats itself over
 //! big labels stops with an error as soon as it passes the limit, before it has
 //! allocated more.
 //!
@@ -35,7 +35,7 @@ use handlebars::{Context, Handlebars, RenderContext, RenderErrorReason, Renderab
 use serde_json::{Map, Value};
 
 use crate::model::alert::{Alert, Notification};
-use crate::model::crd::limits::{MAX_RENDERED_JOB_BYTES, MAX_TEMPLATE_LENGTH};
+use crate::model::crd::limits::{MAX_RENDER_OUTPUT_BYTES, MAX_TEMPLATE_LENGTH};
 use crate::model::error::FieldError;
 
 pub(crate) type HbError = handlebars::RenderError;
@@ -180,7 +180,7 @@ impl Budget {
 
     /// What one Job's templates may produce together.
     pub fn job() -> Self {
-        Self::new(MAX_RENDERED_JOB_BYTES)
+        Self::new(MAX_RENDER_OUTPUT_BYTES)
     }
 
     fn exceeded(&self, field: &str) -> RenderError {
