@@ -58,6 +58,9 @@ pub struct Runner {
 pub struct Ctx {
     /// Run UID to when its Job creation may be tried again.
     pub(super) backoff: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// Run UID to the resourceVersion this replica's last status write replaced:
+    /// a Run the cache still shows at that version is known to be stale.
+    pub(super) replaced: std::sync::Mutex<HashMap<String, String>>,
     pub(super) runner: Arc<Runner>,
     pub(super) gatekeeper: Arc<Gatekeeper>,
     pub(super) store: Store<AlertReactionRun>,
@@ -72,7 +75,45 @@ pub enum RunError {
     Api(#[from] kube::Error),
 }
 
+/// Runs remembered in [`Ctx::replaced`] at most; past it the memory is dropped
+/// (which costs at most a refused write each).
+const REPLACED_MAX: usize = 10_000;
+
 impl Ctx {
+    fn replaced_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        match self.replaced.lock() {
+            Ok(r) => r,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Whether the cache shows `run` as it was before this replica's last status
+    /// write: reading it would lead to a write refused with 409, so the reconcile
+    /// waits for the watch to bring the written version.
+    pub(super) fn is_stale(&self, run: &AlertReactionRun) -> bool {
+        let uid = run.uid().unwrap_or_default();
+        let mut replaced = self.replaced_map();
+        match (replaced.get(&uid), &run.metadata.resource_version) {
+            (Some(old), Some(rv)) if old == rv => true,
+            (Some(_), _) => {
+                replaced.remove(&uid);
+                false
+            }
+            (None, _) => false,
+        }
+    }
+
+    fn remember_replaced(&self, run: &AlertReactionRun) {
+        let (Some(uid), Some(rv)) = (run.uid(), run.metadata.resource_version.clone()) else {
+            return;
+        };
+        let mut replaced = self.replaced_map();
+        if replaced.len() >= REPLACED_MAX {
+            replaced.clear();
+        }
+        replaced.insert(uid, rv);
+    }
+
     fn backoff_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::time::Instant>> {
         match self.backoff.lock() {
             Ok(b) => b,
@@ -259,7 +300,10 @@ pub(super) async fn write_status(
         .replace_status(&run.name_any(), &PostParams::default(), &next)
         .await
     {
-        Ok(_) => Ok(true),
+        Ok(_) => {
+            ctx.remember_replaced(run);
+            Ok(true)
+        }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(e),

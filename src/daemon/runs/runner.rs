@@ -48,6 +48,9 @@ const CONCURRENCY: u16 = 16;
 /// A running Run is looked at again at least this often (Jobs adopted from an
 /// earlier release are not owned by it, so their changes do not wake it).
 const RECHECK: Duration = Duration::from_secs(30);
+/// When a Run the cache shows stale (before this replica's own write) is looked
+/// at again, should the watch not bring the newer version first.
+const STALE_RECHECK: Duration = Duration::from_secs(1);
 
 impl Runner {
     /// Follows Runs while `leading` is true, until the process ends.
@@ -120,6 +123,7 @@ impl Runner {
                 .with_config(controller::Config::default().concurrency(CONCURRENCY));
             let ctx = Arc::new(Ctx {
                 backoff: Default::default(),
+                replaced: Default::default(),
                 runner: self.clone(),
                 gatekeeper: gatekeeper.clone(),
                 store: controller.store(),
@@ -172,6 +176,11 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
     let phase = status.phase.unwrap_or_default();
     if run.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
+    }
+    // Its own last write is on its way from the watch: acting on the older
+    // version would only be refused (409).
+    if ctx.is_stale(&run) {
+        return Ok(Action::requeue(STALE_RECHECK));
     }
     if phase.is_finished() {
         return closing::after_outcome(&ctx, &run, &status).await;
