@@ -8,7 +8,7 @@ use anyhow::{anyhow, ensure, Context as _, Result};
 use serde_json::{json, Value};
 
 use karo::core::jobs::{build_job, JobInput, Skeleton};
-use karo::core::matching::alert_name_matches;
+use karo::core::matching::{alert_name_matches, Evaluation};
 use karo::core::plan::Reactions;
 use karo::core::reaction::{compile, CompiledReaction};
 use karo::core::render::Renderer;
@@ -173,14 +173,19 @@ fn parse(body: &[u8]) -> Notification {
 }
 
 /// The webhook's path: parse, look the alert name up in the index, evaluate the
-/// matchers (and `triggerOn`) of each reaction found. Returns (alerts, matches).
+/// matchers (and `triggerOn`) of each reaction found through the alert name's
+/// match table, as `plan` does. Returns (alerts, matches).
 #[inline(never)]
 fn ingest_index(index: &ReactionIndex, body: &[u8]) -> (u64, u64) {
     let n = parse(body);
     let mut matched = 0;
+    let mut evaluation = Evaluation::default();
     for alert in &n.alerts {
-        for r in index.for_alert(alert.alert_name()) {
-            if r.matchers.matches(alert) && r.spec.trigger_on.contains(&alert.status) {
+        let Some(group) = index.for_alert(alert.alert_name()) else {
+            continue;
+        };
+        for (r, failing) in group.evaluate(alert, &mut evaluation) {
+            if failing.is_none() && r.spec.trigger_on.contains(&alert.status) {
                 matched += 1;
             }
         }

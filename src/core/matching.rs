@@ -56,6 +56,17 @@ enum Target {
     Annotation(String),
 }
 
+impl Target {
+    /// The target's value in `alert`; `""` when absent.
+    fn value_in<'a>(&self, alert: &'a Alert) -> &'a str {
+        match self {
+            Target::Label(name) => alert.labels.get(name),
+            Target::Annotation(key) => alert.annotations.get(key),
+        }
+        .map_or("", String::as_str)
+    }
+}
+
 /// A matcher ready to test alerts: its regular expression is compiled once.
 #[derive(Clone, Debug)]
 pub struct CompiledMatcher {
@@ -136,11 +147,11 @@ impl CompiledMatcher {
     }
 
     pub fn matches(&self, alert: &Alert) -> bool {
-        let actual = match &self.target {
-            Target::Label(name) => alert.labels.get(name),
-            Target::Annotation(key) => alert.annotations.get(key),
-        }
-        .map_or("", String::as_str);
+        self.matches_value(self.target.value_in(alert))
+    }
+
+    /// Whether the matcher holds for `actual`, its target's value in an alert.
+    fn matches_value(&self, actual: &str) -> bool {
         match (self.operator, &self.regex) {
             (MatchOperator::Equal, _) => actual == self.value,
             (MatchOperator::NotEqual, _) => actual != self.value,
@@ -205,6 +216,173 @@ impl MatcherSet {
     pub fn iter(&self) -> impl Iterator<Item = &CompiledMatcher> {
         self.0.iter()
     }
+}
+
+/// The matchers of every reaction of one alert name, evaluated together: an alert
+/// looks each distinct label or annotation up once, and each distinct matcher
+/// (name, operator, value) runs at most once whichever reactions share it. A
+/// reaction's matchers run cheapest first (equality before regular expressions);
+/// the matcher reported as failing is still the first failing one in the order
+/// written.
+#[derive(Debug, Default)]
+pub struct MatchTable {
+    /// Distinct targets, each looked up once per alert.
+    targets: Vec<Target>,
+    /// Distinct matchers, cheapest first.
+    matchers: Vec<SharedMatcher>,
+    /// Per reaction, its matchers in the order written: indexes into `matchers`.
+    reactions: Vec<Box<[u32]>>,
+    /// Per reaction, (index into `matchers`, position written), cheapest first.
+    by_cost: Vec<Box<[(u32, u32)]>>,
+}
+
+#[derive(Debug)]
+struct SharedMatcher {
+    /// Index into `MatchTable::targets`.
+    target: u32,
+    matcher: CompiledMatcher,
+}
+
+/// One alert's looked-up values and the matcher results known so far, kept
+/// between the reactions of a [`MatchTable`]; reused from alert to alert.
+#[derive(Debug, Default)]
+pub struct Evaluation<'a> {
+    values: Vec<&'a str>,
+    /// Per distinct matcher: `UNKNOWN`, `HOLDS` or `FAILS`.
+    results: Vec<u8>,
+}
+
+const UNKNOWN: u8 = 0;
+const HOLDS: u8 = 1;
+const FAILS: u8 = 2;
+
+impl MatchTable {
+    /// The table of `sets`, one per reaction, in the order given.
+    pub fn new<'s>(sets: impl IntoIterator<Item = &'s MatcherSet>) -> Self {
+        let sets: Vec<&MatcherSet> = sets.into_iter().collect();
+        let mut targets: Vec<Target> = Vec::new();
+        // Distinct matchers, in order of first appearance.
+        let mut distinct: Vec<&CompiledMatcher> = Vec::new();
+        let mut seen: HashMap<(&str, MatchOperator, &str), usize> = HashMap::new();
+        let mut written: Vec<Vec<usize>> = Vec::with_capacity(sets.len());
+        for set in &sets {
+            let ids = set
+                .iter()
+                .map(|m| {
+                    *seen
+                        .entry((m.name.as_str(), m.operator, m.value.as_str()))
+                        .or_insert_with(|| {
+                            distinct.push(m);
+                            distinct.len() - 1
+                        })
+                })
+                .collect();
+            written.push(ids);
+        }
+        // Cheapest first; a stable sort keeps the order of appearance otherwise.
+        let mut order: Vec<usize> = (0..distinct.len()).collect();
+        order.sort_by_key(|&i| distinct[i].regex.is_some());
+        let mut rank = vec![0u32; distinct.len()];
+        let mut matchers = Vec::with_capacity(distinct.len());
+        for (r, &i) in order.iter().enumerate() {
+            rank[i] = index_u32(r);
+            let m = distinct[i];
+            let target = match targets.iter().position(|t| *t == m.target) {
+                Some(t) => t,
+                None => {
+                    targets.push(m.target.clone());
+                    targets.len() - 1
+                }
+            };
+            matchers.push(SharedMatcher {
+                target: index_u32(target),
+                matcher: m.clone(),
+            });
+        }
+        let reactions: Vec<Box<[u32]>> = written
+            .iter()
+            .map(|ids| ids.iter().map(|&i| rank[i]).collect())
+            .collect();
+        let by_cost = reactions
+            .iter()
+            .map(|ids| {
+                let mut pairs: Vec<(u32, u32)> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(pos, &m)| (m, index_u32(pos)))
+                    .collect();
+                pairs.sort_unstable();
+                pairs.into_boxed_slice()
+            })
+            .collect();
+        MatchTable {
+            targets,
+            matchers,
+            reactions,
+            by_cost,
+        }
+    }
+
+    /// Readies `evaluation` for `alert`: its values looked up, no result known.
+    pub fn start<'a>(&self, alert: &'a Alert, evaluation: &mut Evaluation<'a>) {
+        evaluation.values.clear();
+        evaluation
+            .values
+            .extend(self.targets.iter().map(|t| t.value_in(alert)));
+        evaluation.results.clear();
+        evaluation.results.resize(self.matchers.len(), UNKNOWN);
+    }
+
+    /// The position in `spec.matchers` of the first matcher of reaction
+    /// `reaction` that fails for the alert `evaluation` was started with, or
+    /// `None` when all hold.
+    pub fn first_failing(&self, reaction: usize, evaluation: &mut Evaluation) -> Option<usize> {
+        let by_cost = self.by_cost.get(reaction)?;
+        let (_, failing) = by_cost.iter().find(|&&(m, _)| !self.holds(m, evaluation))?;
+        // Some matcher fails: report the first one written, which may come
+        // before the cheaper one found.
+        let failing = *failing as usize;
+        let written = self.reactions.get(reaction)?;
+        Some(
+            written[..failing]
+                .iter()
+                .position(|&m| !self.holds(m, evaluation))
+                .unwrap_or(failing),
+        )
+    }
+
+    fn holds(&self, m: u32, evaluation: &mut Evaluation) -> bool {
+        let i = m as usize;
+        match evaluation.results.get(i) {
+            Some(&HOLDS) => true,
+            Some(&FAILS) => false,
+            _ => {
+                let Some(shared) = self.matchers.get(i) else {
+                    return false;
+                };
+                let actual = evaluation
+                    .values
+                    .get(shared.target as usize)
+                    .copied()
+                    .unwrap_or("");
+                let holds = shared.matcher.matches_value(actual);
+                if let Some(r) = evaluation.results.get_mut(i) {
+                    *r = if holds { HOLDS } else { FAILS };
+                }
+                holds
+            }
+        }
+    }
+
+    /// Distinct matchers in the table.
+    pub fn distinct_matchers(&self) -> usize {
+        self.matchers.len()
+    }
+}
+
+/// Reactions are bounded far below `u32::MAX` matchers; saturate rather than wrap.
+fn index_u32(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
 }
 
 /// Whether the alert's `alertname` label equals a reaction's `spec.alertName`.
@@ -628,6 +806,75 @@ mod tests {
         .unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| (e.index, e.field)).collect();
         assert_eq!(fields, [(0, "value"), (2, "name")]);
+    }
+
+    #[test]
+    fn a_match_table_reports_what_each_reaction_reports_alone() {
+        let sets: Vec<MatcherSet> = [
+            vec![
+                matcher("severity", "=~", "critical|page"),
+                matcher("namespace", "!=", "kube-system"),
+                matcher("team", "=", "a"),
+            ],
+            vec![
+                matcher("team", "=", "b"),
+                matcher("severity", "=~", "critical|page"),
+                matcher("namespace", "!=", "kube-system"),
+            ],
+            vec![
+                matcher("severity", "=~", "warn.*"),
+                matcher("team", "=", "a"),
+                matcher("annotations.summary", "!~", ".*disk.*"),
+            ],
+            vec![],
+            vec![
+                matcher("namespace", "=", ""),
+                matcher("severity", "!=", "critical"),
+            ],
+        ]
+        .iter()
+        .map(|ms| MatcherSet::compile(ms).unwrap())
+        .collect();
+        let table = MatchTable::new(&sets);
+        assert_eq!(table.distinct_matchers(), 8, "shared matchers counted once");
+        let alerts = [
+            alert(
+                &[
+                    ("severity", "critical"),
+                    ("namespace", "prod"),
+                    ("team", "a"),
+                ],
+                &[],
+            ),
+            alert(
+                &[("severity", "critical"), ("namespace", "kube-system")],
+                &[],
+            ),
+            alert(
+                &[("severity", "warning"), ("team", "a")],
+                &[("summary", "disk full")],
+            ),
+            alert(
+                &[("severity", "warning"), ("team", "a")],
+                &[("summary", "cpu")],
+            ),
+            alert(&[("team", "b")], &[]),
+            Alert::default(),
+        ];
+        let mut evaluation = Evaluation::default();
+        for a in &alerts {
+            table.start(a, &mut evaluation);
+            for (i, set) in sets.iter().enumerate() {
+                let alone = set.iter().position(|m| !m.matches(a));
+                assert_eq!(
+                    table.first_failing(i, &mut evaluation),
+                    alone,
+                    "reaction {i} against {:?} / {:?}",
+                    a.labels,
+                    a.annotations
+                );
+            }
+        }
     }
 
     #[test]

@@ -14,22 +14,57 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 
 use crate::core::jobs::{self, BuildError, JobInput};
+use crate::core::matching::{Evaluation, MatchTable};
 use crate::core::reaction::CompiledReaction;
 use crate::core::render::Renderer;
 use crate::core::snapshot::Snapshot;
-use crate::model::alert::Notification;
+use crate::model::alert::{Alert, Notification};
 use crate::model::crd::ConcurrencyPolicy;
 
 /// Where the plan finds the reactions for an alert name.
 pub trait Reactions {
     /// The Ready reactions whose `spec.alertName` is `alert_name`.
-    fn for_alert(&self, alert_name: &str) -> Vec<Arc<CompiledReaction>>;
+    fn for_alert(&self, alert_name: &str) -> Option<Arc<ReactionGroup>>;
+}
+
+/// The Ready reactions of one alert name, with their matchers compiled into one
+/// table. Built when the reactions change, not per alert.
+#[derive(Debug, Default)]
+pub struct ReactionGroup {
+    reactions: Vec<Arc<CompiledReaction>>,
+    table: MatchTable,
+}
+
+impl ReactionGroup {
+    pub fn new(reactions: Vec<Arc<CompiledReaction>>) -> Self {
+        let table = MatchTable::new(reactions.iter().map(|r| &r.matchers));
+        ReactionGroup { reactions, table }
+    }
+
+    pub fn reactions(&self) -> &[Arc<CompiledReaction>] {
+        &self.reactions
+    }
+
+    /// Each reaction with the position of its first failing matcher for
+    /// `alert`, or `None` when all of its matchers hold. `evaluation` is
+    /// scratch space, reused from alert to alert.
+    pub fn evaluate<'g, 'a>(
+        &'g self,
+        alert: &'a Alert,
+        evaluation: &'g mut Evaluation<'a>,
+    ) -> impl Iterator<Item = (&'g Arc<CompiledReaction>, Option<usize>)> + use<'g, 'a> {
+        self.table.start(alert, evaluation);
+        self.reactions
+            .iter()
+            .enumerate()
+            .map(move |(i, r)| (r, self.table.first_failing(i, evaluation)))
+    }
 }
 
 /// Reactions by alert name: the index `karo render` plans against.
 #[derive(Debug, Default)]
 pub struct ReactionTable {
-    by_alert: HashMap<String, Vec<Arc<CompiledReaction>>>,
+    by_alert: HashMap<String, Arc<ReactionGroup>>,
 }
 
 impl ReactionTable {
@@ -41,13 +76,18 @@ impl ReactionTable {
                 .or_default()
                 .push(r);
         }
-        ReactionTable { by_alert }
+        ReactionTable {
+            by_alert: by_alert
+                .into_iter()
+                .map(|(name, rs)| (name, Arc::new(ReactionGroup::new(rs))))
+                .collect(),
+        }
     }
 }
 
 impl Reactions for ReactionTable {
-    fn for_alert(&self, alert_name: &str) -> Vec<Arc<CompiledReaction>> {
-        self.by_alert.get(alert_name).cloned().unwrap_or_default()
+    fn for_alert(&self, alert_name: &str) -> Option<Arc<ReactionGroup>> {
+        self.by_alert.get(alert_name).cloned()
     }
 }
 
@@ -146,15 +186,19 @@ pub fn plan(
     renderer: &Renderer,
     snapshot: &Snapshot,
 ) -> Plan {
+    let mut evaluation = Evaluation::default();
     let alerts = notification
         .alerts
         .iter()
         .map(|alert| {
-            let candidates = reactions
-                .for_alert(alert.alert_name())
-                .into_iter()
-                .map(|reaction| {
-                    let decision = match reaction.matchers.iter().position(|m| !m.matches(alert)) {
+            let Some(group) = reactions.for_alert(alert.alert_name()) else {
+                return AlertPlan::default();
+            };
+            let candidates = group
+                .evaluate(alert, &mut evaluation)
+                .map(|(reaction, failing)| {
+                    let reaction = reaction.clone();
+                    let decision = match failing {
                         Some(matcher) => Decision::NoMatch { matcher },
                         None if !reaction.spec.trigger_on.contains(&alert.status) => {
                             Decision::NotTriggered

@@ -277,9 +277,10 @@ impl Executor {
         names.sort_unstable();
         names.dedup();
         for name in names {
-            for reaction in plan::Reactions::for_alert(self.index.as_ref(), name) {
+            let group = plan::Reactions::for_alert(self.index.as_ref(), name);
+            for reaction in group.iter().flat_map(|g| g.reactions()) {
                 self.events.about(
-                    &reaction,
+                    reaction,
                     EventType::Warning,
                     "AlertsTruncated",
                     format!(

@@ -117,7 +117,7 @@ pub fn parse_notification(
         Some(Value::Array(items)) => items
             .iter()
             .enumerate()
-            .map(|(i, item)| parse_alert(item, &format!("alerts[{i}]"), &received_at))
+            .map(|(i, item)| parse_alert(item, i, &received_at))
             .collect::<Result<_, _>>()?,
         Some(other) => return Err(wrong_type("alerts", "an array of alerts", other)),
     };
@@ -141,11 +141,12 @@ pub fn parse_notification(
     })
 }
 
-fn parse_alert(value: &Value, path: &str, received_at: &str) -> Result<Alert, PayloadError> {
+/// The alert at `alerts[index]`.
+fn parse_alert(value: &Value, index: usize, received_at: &str) -> Result<Alert, PayloadError> {
     let Value::Object(obj) = value else {
-        return Err(wrong_type(path, "an object", value));
+        return Err(wrong_type(&format!("alerts[{index}]"), "an object", value));
     };
-    let prefix = format!("{path}.");
+    let prefix = AlertPath(index);
 
     let status = match field(obj, "status") {
         None => AlertStatus::Firing,
@@ -162,22 +163,22 @@ fn parse_alert(value: &Value, path: &str, received_at: &str) -> Result<Alert, Pa
         Some(other) => return Err(wrong_type(&format!("{prefix}status"), "a string", other)),
     };
 
-    let labels = string_map_field(obj, "labels", &prefix)?;
-    let mut starts_at = timestamp_field(obj, "startsAt", &prefix)?;
+    let labels = string_map_field(obj, "labels", prefix)?;
+    let mut starts_at = timestamp_field(obj, "startsAt", prefix)?;
     if starts_at.is_empty() {
         starts_at = received_at.to_owned();
     }
-    let mut fingerprint = string_field(obj, "fingerprint", &prefix)?;
+    let mut fingerprint = string_field(obj, "fingerprint", prefix)?;
     if fingerprint.is_empty() {
         fingerprint = self::fingerprint(&labels);
     }
 
     Ok(Alert {
         status,
-        annotations: string_map_field(obj, "annotations", &prefix)?,
+        annotations: string_map_field(obj, "annotations", prefix)?,
         starts_at,
-        ends_at: timestamp_field(obj, "endsAt", &prefix)?,
-        generator_url: string_field(obj, "generatorURL", &prefix)?,
+        ends_at: timestamp_field(obj, "endsAt", prefix)?,
+        generator_url: string_field(obj, "generatorURL", prefix)?,
         fingerprint,
         labels,
     })
@@ -208,6 +209,17 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
     format!("{hash:016x}")
 }
 
+/// The prefix of an alert's fields in error messages, `alerts[3].`, formatted
+/// only when there is an error to report.
+#[derive(Clone, Copy)]
+struct AlertPath(usize);
+
+impl std::fmt::Display for AlertPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "alerts[{}].", self.0)
+    }
+}
+
 /// A field's value, with `null` counted as absent.
 fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     obj.get(name).filter(|v| !v.is_null())
@@ -216,7 +228,7 @@ fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 fn string_field(
     obj: &Map<String, Value>,
     name: &str,
-    prefix: &str,
+    prefix: impl std::fmt::Display,
 ) -> Result<String, PayloadError> {
     match field(obj, name) {
         None => Ok(String::new()),
@@ -228,7 +240,7 @@ fn string_field(
 fn timestamp_field(
     obj: &Map<String, Value>,
     name: &str,
-    prefix: &str,
+    prefix: impl std::fmt::Display + Copy,
 ) -> Result<String, PayloadError> {
     let s = string_field(obj, name, prefix)?;
     if !s.is_empty() {
@@ -247,19 +259,27 @@ fn timestamp_field(
 fn string_map_field(
     obj: &Map<String, Value>,
     name: &str,
-    prefix: &str,
+    prefix: impl std::fmt::Display + Copy,
 ) -> Result<BTreeMap<String, String>, PayloadError> {
-    let path = format!("{prefix}{name}");
+    // Field paths are formatted only for an error.
     match field(obj, name) {
         None => Ok(BTreeMap::new()),
         Some(Value::Object(map)) => map
             .iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k.clone(), s.clone())),
-                other => Err(wrong_type(&format!("{path}.{k}"), "a string", other)),
+                other => Err(wrong_type(
+                    &format!("{prefix}{name}.{k}"),
+                    "a string",
+                    other,
+                )),
             })
             .collect(),
-        Some(other) => Err(wrong_type(&path, "an object of strings", other)),
+        Some(other) => Err(wrong_type(
+            &format!("{prefix}{name}"),
+            "an object of strings",
+            other,
+        )),
     }
 }
 
