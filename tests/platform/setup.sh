@@ -61,6 +61,12 @@ command -v go >/dev/null 2>&1 || yaml_pkgs+=(golang-go)
 if [ "${#yaml_pkgs[@]}" -gt 0 ]; then
   apt_install "${yaml_pkgs[@]}"
 fi
+# Debian's python3-yaml serves /usr/bin/python3; a python3 of its own (pyenv) that
+# comes first on PATH gets PyYAML from PyPI.
+if ! python3 -c 'import yaml' >/dev/null 2>&1; then
+  log "pip install pyyaml"
+  python3 -m pip install --quiet pyyaml >>"$LOG" 2>&1
+fi
 
 # --- kube-apiserver -------------------------------------------------------
 if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ]; then
