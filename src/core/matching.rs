@@ -16,7 +16,7 @@
 use std::fmt;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use regex::{Regex, RegexBuilder};
 
@@ -74,7 +74,10 @@ pub struct CompiledMatcher {
     target: Target,
     operator: MatchOperator,
     value: String,
-    regex: Option<Regex>,
+    /// Shared with every matcher of the same pattern, and so is its pool of
+    /// search caches: a `Regex` clone would make a pool of its own (about 2 KiB
+    /// before its first search, and a cache after it).
+    regex: Option<Arc<Regex>>,
 }
 
 impl CompiledMatcher {
@@ -442,9 +445,10 @@ fn wrap(value: &str) -> String {
 /// taking megabytes.
 ///
 /// Compiled regexes are shared: thousands of reactions often use the same few
-/// patterns (`critical|page`), and a `Regex` clone shares its automaton.
-fn anchored_regex(value: &str) -> Result<Regex, RegexError> {
-    static SHARED: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+/// patterns (`critical|page`), and share one `Regex`: its automaton and its
+/// pool of search caches.
+fn anchored_regex(value: &str) -> Result<Arc<Regex>, RegexError> {
+    static SHARED: OnceLock<Mutex<HashMap<String, Arc<Regex>>>> = OnceLock::new();
     let shared = SHARED.get_or_init(Default::default);
     if let Some(re) = lock(shared).get(value) {
         return Ok(re.clone());
@@ -457,6 +461,7 @@ fn anchored_regex(value: &str) -> Result<Regex, RegexError> {
         .size_limit(MAX_REGEX_COMPILED_BYTES)
         .dfa_size_limit(MAX_REGEX_COMPILED_BYTES)
         .build()
+        .map(Arc::new)
         .map_err(|e| match e {
             regex::Error::CompiledTooBig(limit) => RegexError::TooBig(limit),
             other => RegexError::Rust(regex_error_message(&other)),

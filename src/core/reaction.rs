@@ -483,9 +483,7 @@ fn compile_tree(value: &Value, field: &str, renderer: &Renderer) -> Result<Templ
         reason: InvalidReason::InvalidTemplate,
         field: e.field_error(),
     };
-    let tree = TemplateTree::compile(value, field).map_err(invalid)?;
-    tree.validate(renderer).map_err(invalid)?;
-    Ok(tree)
+    renderer.compile_shared(value, field).map_err(invalid)
 }
 
 pub fn validate_volumes(spec: &AlertReactionSpec, policy: &Policy) -> Result<(), Invalid> {

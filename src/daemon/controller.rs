@@ -61,7 +61,8 @@ impl Controller {
                 .boxed()
         });
         let mut events = futures::stream::select_all(streams);
-        let mut pending: Vec<Vec<(ObjectKey, Entry, Guarded)>> =
+        // The initial list keeps what each object's verdict needs, not the object.
+        let mut pending: Vec<Vec<(ObjectKey, Entry, Shown)>> =
             (0..total).map(|_| Vec::new()).collect();
         let mut synced = vec![false; total];
         loop {
@@ -90,7 +91,7 @@ impl Controller {
                 Event::Init => pending[i].clear(),
                 Event::InitApply(obj) => {
                     let (key, entry) = self.evaluate(&obj);
-                    pending[i].push((key, entry, obj));
+                    pending[i].push((key, entry, Shown::of(&obj)));
                 }
                 Event::InitDone => {
                     let batch = std::mem::take(&mut pending[i]);
@@ -104,8 +105,8 @@ impl Controller {
                         .collect();
                     entries.extend(batch.iter().map(|(k, e, _)| (k.clone(), e.clone())));
                     self.index.replace_all(entries);
-                    for (key, entry, obj) in batch {
-                        self.report(key, &obj, &entry);
+                    for (key, entry, shown) in batch {
+                        self.report(key, shown, &entry);
                     }
                     synced[i] = true;
                     if synced.iter().all(|s| *s) && !self.readiness.is_ready() {
@@ -117,7 +118,7 @@ impl Controller {
                 Event::Apply(obj) => {
                     let (key, entry) = self.evaluate(&obj);
                     self.index.upsert(key.clone(), entry.clone());
-                    self.report(key, &obj, &entry);
+                    self.report(key, Shown::of(&obj), &entry);
                     self.update_gauges();
                 }
                 Event::Delete(obj) => {
@@ -189,18 +190,13 @@ impl Controller {
 
     /// Hands the `Ready` condition to the status owner when it differs from
     /// what the object shows.
-    fn report(&self, key: ObjectKey, obj: &Guarded, entry: &Entry) {
-        let generation = obj.meta().generation.unwrap_or_default();
-        let (previous, observed) = match &obj.0 {
-            Ok(ar) => {
-                let status = ar.status.as_ref();
-                (
-                    status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned()),
-                    status.and_then(|s| s.observed_generation),
-                )
-            }
-            Err(_) => (None, None),
-        };
+    fn report(&self, key: ObjectKey, shown: Shown, entry: &Entry) {
+        let Shown {
+            uid,
+            generation,
+            ready: previous,
+            observed,
+        } = shown;
         let condition = ready_condition(entry, generation, previous.as_ref());
         let unchanged = observed == Some(generation)
             && previous
@@ -210,7 +206,7 @@ impl Controller {
             self.status.set_ready(
                 key,
                 ReadyUpdate {
-                    uid: obj.uid(),
+                    uid,
                     generation,
                     condition,
                 },
@@ -250,6 +246,27 @@ impl Controller {
             }
         }
         self.update_gauges();
+    }
+}
+
+/// What an AlertReaction shows of its verdict: all that [`Controller::report`]
+/// needs of the object.
+struct Shown {
+    uid: Option<String>,
+    generation: i64,
+    ready: Option<Condition>,
+    observed: Option<i64>,
+}
+
+impl Shown {
+    fn of(obj: &Guarded) -> Self {
+        let status = obj.0.as_ref().ok().and_then(|ar| ar.status.as_ref());
+        Shown {
+            uid: obj.uid(),
+            generation: obj.meta().generation.unwrap_or_default(),
+            ready: status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned()),
+            observed: status.and_then(|s| s.observed_generation),
+        }
     }
 }
 

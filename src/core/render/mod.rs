@@ -27,12 +27,13 @@ use helpers::{FnHelper, HelperSpec, BUILTIN_HELPERS, KARO_HELPERS};
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use handlebars::{Context, Handlebars, RenderContext, RenderErrorReason, Renderable, Template};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::model::alert::{Alert, Notification};
 use crate::model::crd::limits::{MAX_RENDER_OUTPUT_BYTES, MAX_TEMPLATE_LENGTH};
@@ -108,6 +109,17 @@ pub struct Renderer {
     registry: Handlebars<'static>,
     /// Every helper a template may call; Karo's own with their arity.
     helpers: BTreeMap<&'static str, Option<HelperSpec>>,
+    /// The valid trees compiled so far, shared by the reactions that have them.
+    trees: Mutex<SharedTrees>,
+}
+
+/// Valid compiled trees by a digest of their field and text, held weakly: a
+/// tree lives as long as a reaction uses it.
+#[derive(Default)]
+struct SharedTrees {
+    trees: HashMap<[u8; 16], Weak<Node>>,
+    /// Entries after the last sweep of dead ones.
+    swept: usize,
 }
 
 impl Renderer {
@@ -120,7 +132,43 @@ impl Renderer {
             registry.register_helper(spec.name, Box::new(FnHelper(spec)));
             helpers.insert(spec.name, Some(spec));
         }
-        Renderer { registry, helpers }
+        Renderer {
+            registry,
+            helpers,
+            trees: Mutex::default(),
+        }
+    }
+
+    /// [`TemplateTree::compile`] and [`TemplateTree::validate`] of `tree`, shared:
+    /// every reaction whose tree at `field` has the same text gets the one copy
+    /// compiled and validated first (10 000 reactions made from one manifest
+    /// hold one compiled action between them).
+    pub fn compile_shared(&self, tree: &Value, field: &str) -> Result<TemplateTree, RenderError> {
+        let mut digest = Sha256::new();
+        digest.update(field.as_bytes());
+        digest.update([0]);
+        digest.update(tree.to_string().as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest.finalize()[..16]);
+        if let Some(root) = self.shared_trees().trees.get(&key).and_then(Weak::upgrade) {
+            return Ok(TemplateTree { root });
+        }
+        let compiled = TemplateTree::compile(tree, field)?;
+        compiled.validate(self)?;
+        let mut trees = self.shared_trees();
+        trees.trees.insert(key, Arc::downgrade(&compiled.root));
+        if trees.trees.len() > 2 * trees.swept + 64 {
+            trees.trees.retain(|_, t| t.strong_count() > 0);
+            trees.swept = trees.trees.len();
+        }
+        Ok(compiled)
+    }
+
+    fn shared_trees(&self) -> std::sync::MutexGuard<'_, SharedTrees> {
+        match self.trees.lock() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        }
     }
 
     /// Renders one template; its output may take `budget` bytes at most, and what

@@ -583,3 +583,35 @@ fn go_template_syntax_gets_the_handlebars_spelling() {
     assert!(go_template_hint("{{#each labels}}{{.}}{{/each}}").is_none());
     assert!(go_template_hint("{{labels.instance}}").is_none());
 }
+
+#[test]
+fn reactions_with_the_same_tree_share_one_compiled_copy() {
+    let renderer = Renderer::new();
+    let action = json!({"name": "fix", "args": ["echo {{labels.instance}}"]});
+    let a = renderer.compile_shared(&action, "spec.actions[0]").unwrap();
+    let b = renderer.compile_shared(&action, "spec.actions[0]").unwrap();
+    assert!(Arc::ptr_eq(&a.root, &b.root));
+    // Another field (its error messages name it) or another text: a copy of its own.
+    let other_field = renderer.compile_shared(&action, "spec.actions[1]").unwrap();
+    assert!(!Arc::ptr_eq(&a.root, &other_field.root));
+    let other_text = json!({"name": "fix", "args": ["echo {{labels.job}}"]});
+    let c = renderer
+        .compile_shared(&other_text, "spec.actions[0]")
+        .unwrap();
+    assert!(!Arc::ptr_eq(&a.root, &c.root));
+    // An invalid tree is refused every time, never shared.
+    let bad = json!({"args": ["{{nosuch}}"]});
+    assert!(renderer.compile_shared(&bad, "spec.actions[0]").is_err());
+    assert!(renderer.compile_shared(&bad, "spec.actions[0]").is_err());
+    // Once no reaction holds it, the next compile makes a new copy.
+    let weak = Arc::downgrade(&a.root);
+    drop((a, b));
+    assert!(weak.upgrade().is_none());
+    let again = renderer.compile_shared(&action, "spec.actions[0]").unwrap();
+    assert_eq!(
+        again
+            .render(&renderer, &json!({"labels": {"instance": "n1"}}))
+            .unwrap()["args"][0],
+        "echo n1"
+    );
+}
