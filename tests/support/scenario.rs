@@ -189,7 +189,8 @@ impl Scenario {
         .unwrap_or_else(|e| panic!("triggerCount of {name} never {n}: {e}"));
     }
 
-    async fn list<K>(&self, params: &ListParams) -> Vec<K>
+    /// Every object of kind `K` in the scenario's namespace.
+    pub async fn list<K>(&self, params: &ListParams) -> Vec<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
             + Clone

@@ -27,7 +27,10 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 pub use super::ctx::Runner;
-use super::ctx::{create_job, finish_at, log_tail, ours, write_status, Created, Ctx, RunError};
+use super::ctx::{
+    create_job, finish_at, log_tail, ours, write_status, Created, Ctx, RunError, CREATING_QUIET,
+    RECORD_WAIT_MAX,
+};
 use crate::core::closing as closing_core;
 use crate::core::jobs::LABEL_MANAGED_BY;
 use crate::core::reaction::object_ref;
@@ -103,7 +106,7 @@ impl Runner {
             // reconcile reads the change it was woken for.
             let (changed, changes) = tokio::sync::mpsc::unbounded_channel::<Job>();
             tasks.push(tokio::spawn(
-                reflector(job_writer, watcher(jobs, managed))
+                reflector(job_writer, watcher(jobs, managed).modify(lighten::<Job>))
                     .default_backoff()
                     .touched_objects()
                     .for_each(move |job| {
@@ -118,7 +121,13 @@ impl Runner {
                     .await
                     .map(|job| (Ok::<Job, watcher::Error>(job), rx))
             });
-            let controller = Controller::new(runs, watcher::Config::default())
+            let (run_store, run_writer) = reflector::store::<AlertReactionRun>();
+            let runs = watcher(runs, watcher::Config::default())
+                .modify(lighten::<AlertReactionRun>)
+                .default_backoff()
+                .reflect(run_writer)
+                .applied_objects();
+            let controller = Controller::for_stream(runs, run_store)
                 .owns_stream(changes)
                 .with_config(controller::Config::default().concurrency(CONCURRENCY));
             let ctx = Arc::new(Ctx {
@@ -128,6 +137,7 @@ impl Runner {
                 gatekeeper: gatekeeper.clone(),
                 store: controller.store(),
                 jobs: job_store,
+                last_created: Default::default(),
             });
             tasks.push(tokio::spawn(retention::sweep(
                 self.client.clone(),
@@ -163,6 +173,12 @@ impl Runner {
         let mut guard = AbortOnDrop(tasks);
         futures::future::join_all(guard.0.iter_mut()).await;
     }
+}
+
+/// What the caches keep of an object: not its `managedFields`, which no
+/// decision reads and which take about as much room as a Run's status.
+fn lighten<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
 }
 
 fn error_policy(run: Arc<AlertReactionRun>, error: &RunError, ctx: Arc<Ctx>) -> Action {
@@ -256,6 +272,8 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
 
     // Create the Jobs not created yet; follow the others.
     let mut jobs: Vec<RunJob> = Vec::new();
+    // When the Run's first Job was created.
+    let mut first_created: Option<Timestamp> = None;
     for action in &run.spec.actions {
         let recorded = status.jobs.iter().find(|j| j.name == action.job_name);
         let job = match found.get(&action.job_name) {
@@ -266,7 +284,10 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
                 .await?
                 .filter(|j| ours(j, &run)),
             None => match create_job(&jobs_api, &run, &uid, action).await {
-                Created::Job(job) => Some(*job),
+                Created::Job(job) => {
+                    ctx.created_job(&uid);
+                    Some(*job)
+                }
                 Created::Refused(reason, message) => {
                     runner.metrics.error(ErrorKind::JobRejected);
                     jobs.push(RunJob {
@@ -282,6 +303,12 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
                 Created::Retry(e) => return retrying(&ctx, &run, &status, e).await,
             },
         };
+        if let Some(at) = job
+            .as_ref()
+            .and_then(|j| j.metadata.creation_timestamp.as_ref())
+        {
+            first_created = Some(first_created.map_or(at.0, |f| f.min(at.0)));
+        }
         jobs.push(match job {
             Some(job) => observe(&ctx, &ns, action, &job, recorded).await,
             None => lost(action, recorded),
@@ -364,6 +391,9 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
     if run.status.as_ref() == Some(&next) {
         return Ok(Action::requeue(recheck));
     }
+    if record_can_wait(&ctx, &uid, &status, &next, first_created) {
+        return Ok(Action::requeue(CREATING_QUIET));
+    }
     if !write_status(&ctx, &run, next.clone()).await? {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
@@ -411,6 +441,34 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
         RunPhase::Verifying => Action::requeue(Duration::from_millis(100)),
         _ => Action::requeue(recheck),
     })
+}
+
+/// Whether the first record of a Run's start (`Running`, its Jobs) waits: while
+/// other Runs' Jobs are still being created, for at most [`RECORD_WAIT_MAX`]
+/// after its own. A burst of alerts then costs the API server its Jobs first and
+/// the records after; a Job that ends meanwhile is recorded with its outcome in
+/// one write. Nothing else waits: outcomes, failures and retries are written at
+/// once, and so is a lone Run's start.
+fn record_can_wait(
+    ctx: &Ctx,
+    uid: &str,
+    before: &AlertReactionRunStatus,
+    next: &AlertReactionRunStatus,
+    first_created: Option<Timestamp>,
+) -> bool {
+    let Some(created) = first_created else {
+        return false;
+    };
+    let waited = Timestamp::now().duration_since(created);
+    before.start_time.is_none()
+        && before.attempts.unwrap_or(0) == 0
+        // A silence or an approval just recorded is written at once.
+        && next.silence == before.silence
+        && next.approval == before.approval
+        && next.phase == Some(RunPhase::Running)
+        && next.jobs.iter().all(|j| j.phase != JobPhase::Failed)
+        && waited < jiff::SignedDuration::try_from(RECORD_WAIT_MAX).unwrap_or_default()
+        && ctx.others_creating(uid)
 }
 
 /// The Run's Jobs that exist, by name, from the watch: owned by the Run or, for

@@ -4,11 +4,13 @@
 //! a repeated occurrence is deduplicated onto the Runs it has.
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{json, Value};
 
 use super::{reaction, strings};
 use crate::support::karo_lib::{AlertStatus, RunPhase};
+use crate::support::ready::{wait_for, SOON};
 use crate::support::scenario::{assert_owned_by, first_container, Scenario};
 use crate::support::webhook::{alert, firing, notification};
 
@@ -213,4 +215,72 @@ async fn truncated_alerts_are_counted_logged_and_evented() {
     whole["truncatedAlerts"] = json!(0);
     karo.notify_ok(&whole).await;
     assert_eq!(karo.metric("karo_alerts_truncated_total").await, 7.0);
+}
+
+/// A burst of occurrences of one reaction: the first Events of each reason are
+/// published one by one, the rest of the window are summed up in one Event that
+/// names the latest, so a storm costs a few Event writes, not one per Job.
+#[tokio::test]
+async fn a_burst_of_occurrences_gives_a_few_events_and_one_summary() {
+    const OCCURRENCES: usize = 20;
+    let (s, karo) = Scenario::build("burst")
+        .reaction(&reaction("bursty", "Bursty", "", ""))
+        .start()
+        .await;
+    for i in 0..OCCURRENCES {
+        let body = karo
+            .notify_ok(&firing(
+                [json!({"alertname": "Bursty", "instance": format!("i{i}")})],
+                "2026-03-01T00:00:00Z",
+            ))
+            .await;
+        assert_eq!(body["created"], 1, "{body}");
+    }
+    let jobs = s.wait_jobs(OCCURRENCES).await;
+    // While the burst's Jobs are created the Runs' records of their start may
+    // wait; none is left unwritten.
+    for run in s.wait_runs(OCCURRENCES).await {
+        let name = run.metadata.name.clone().unwrap_or_default();
+        let run = s.wait_run_phase(&name, RunPhase::Running).await;
+        let recorded = run.status.map(|st| st.jobs.len());
+        assert_eq!(recorded, Some(1), "{name}");
+    }
+    // Each Event stands for one Job, or for the number of Jobs its summary folded.
+    let stands_for = |note: &str| -> usize {
+        if note.contains("Triggered Events in 10 s") {
+            note.split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{note}"))
+        } else {
+            1
+        }
+    };
+    let triggered = wait_for(SOON, || async {
+        let notes: Vec<String> = s
+            .list::<Event>(&ListParams::default())
+            .await
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Triggered"))
+            .filter_map(|e| e.note)
+            .collect();
+        let total: usize = notes.iter().map(|n| stands_for(n)).sum();
+        assert!(total <= OCCURRENCES, "{notes:#?}");
+        (total == OCCURRENCES).then_some(notes)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the Triggered Events never stood for {OCCURRENCES} Jobs: {e}"));
+    let summaries: Vec<&String> = triggered.iter().filter(|n| stands_for(n) > 1).collect();
+    assert!(
+        !summaries.is_empty() && triggered.len() - summaries.len() <= 5 * summaries.len(),
+        "at most 5 Events one by one per 10 s window, then a summary: {triggered:#?}"
+    );
+    // A summary names the latest Job it folded, one of this reaction's.
+    for note in summaries {
+        assert!(
+            jobs.iter()
+                .any(|j| note.contains(j.metadata.name.as_deref().unwrap_or("?"))),
+            "{note}"
+        );
+    }
 }
