@@ -66,17 +66,7 @@ pub struct Ctx {
     pub(super) store: Store<AlertReactionRun>,
     /// Karo's Jobs, from a watch: a reconcile reads them without an API call.
     pub(super) jobs: Store<Job>,
-    /// When this reconciler last created a Job, and for which Run (UID).
-    pub(super) last_created: std::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
-
-/// While other Runs' Jobs are being created (one within this long), a Run's
-/// first `Running` record waits: in a burst of alerts the Jobs, which remedy,
-/// go first, and the records follow when the burst is over.
-pub(super) const CREATING_QUIET: Duration = Duration::from_millis(250);
-/// A Run's first `Running` record waits for other Runs' Job creations at most
-/// this long after its own Jobs were created.
-pub(super) const RECORD_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// Why a reconcile stopped early; the Run is looked at again with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -90,24 +80,6 @@ pub enum RunError {
 const REPLACED_MAX: usize = 10_000;
 
 impl Ctx {
-    /// Notes that this reconciler created a Job for the Run `uid`.
-    pub(super) fn created_job(&self, uid: &str) {
-        let mut last = match self.last_created.lock() {
-            Ok(l) => l,
-            Err(p) => p.into_inner(),
-        };
-        *last = Some((std::time::Instant::now(), uid.to_string()));
-    }
-
-    /// Whether a Job of a Run other than `uid` was created within [`CREATING_QUIET`].
-    pub(super) fn others_creating(&self, uid: &str) -> bool {
-        let last = match self.last_created.lock() {
-            Ok(l) => l,
-            Err(p) => p.into_inner(),
-        };
-        matches!(&*last, Some((at, by)) if by != uid && at.elapsed() < CREATING_QUIET)
-    }
-
     fn replaced_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         match self.replaced.lock() {
             Ok(r) => r,

@@ -27,10 +27,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 pub use super::ctx::Runner;
-use super::ctx::{
-    create_job, finish_at, log_tail, ours, write_status, Created, Ctx, RunError, CREATING_QUIET,
-    RECORD_WAIT_MAX,
-};
+use super::ctx::{create_job, finish_at, log_tail, ours, write_status, Created, Ctx, RunError};
 use crate::core::closing as closing_core;
 use crate::core::jobs::LABEL_MANAGED_BY;
 use crate::core::reaction::object_ref;
@@ -137,7 +134,6 @@ impl Runner {
                 gatekeeper: gatekeeper.clone(),
                 store: controller.store(),
                 jobs: job_store,
-                last_created: Default::default(),
             });
             tasks.push(tokio::spawn(retention::sweep(
                 self.client.clone(),
@@ -272,8 +268,6 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
 
     // Create the Jobs not created yet; follow the others.
     let mut jobs: Vec<RunJob> = Vec::new();
-    // When the Run's first Job was created.
-    let mut first_created: Option<Timestamp> = None;
     for action in &run.spec.actions {
         let recorded = status.jobs.iter().find(|j| j.name == action.job_name);
         let job = match found.get(&action.job_name) {
@@ -284,10 +278,7 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
                 .await?
                 .filter(|j| ours(j, &run)),
             None => match create_job(&jobs_api, &run, &uid, action).await {
-                Created::Job(job) => {
-                    ctx.created_job(&uid);
-                    Some(*job)
-                }
+                Created::Job(job) => Some(*job),
                 Created::Refused(reason, message) => {
                     runner.metrics.error(ErrorKind::JobRejected);
                     jobs.push(RunJob {
@@ -303,12 +294,6 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
                 Created::Retry(e) => return retrying(&ctx, &run, &status, e).await,
             },
         };
-        if let Some(at) = job
-            .as_ref()
-            .and_then(|j| j.metadata.creation_timestamp.as_ref())
-        {
-            first_created = Some(first_created.map_or(at.0, |f| f.min(at.0)));
-        }
         jobs.push(match job {
             Some(job) => observe(&ctx, &ns, action, &job, recorded).await,
             None => lost(action, recorded),
@@ -391,9 +376,6 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
     if run.status.as_ref() == Some(&next) {
         return Ok(Action::requeue(recheck));
     }
-    if record_can_wait(&ctx, &uid, &status, &next, first_created) {
-        return Ok(Action::requeue(CREATING_QUIET));
-    }
     if !write_status(&ctx, &run, next.clone()).await? {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
@@ -441,34 +423,6 @@ async fn reconcile(run: Arc<AlertReactionRun>, ctx: Arc<Ctx>) -> Result<Action, 
         RunPhase::Verifying => Action::requeue(Duration::from_millis(100)),
         _ => Action::requeue(recheck),
     })
-}
-
-/// Whether the first record of a Run's start (`Running`, its Jobs) waits: while
-/// other Runs' Jobs are still being created, for at most [`RECORD_WAIT_MAX`]
-/// after its own. A burst of alerts then costs the API server its Jobs first and
-/// the records after; a Job that ends meanwhile is recorded with its outcome in
-/// one write. Nothing else waits: outcomes, failures and retries are written at
-/// once, and so is a lone Run's start.
-fn record_can_wait(
-    ctx: &Ctx,
-    uid: &str,
-    before: &AlertReactionRunStatus,
-    next: &AlertReactionRunStatus,
-    first_created: Option<Timestamp>,
-) -> bool {
-    let Some(created) = first_created else {
-        return false;
-    };
-    let waited = Timestamp::now().duration_since(created);
-    before.start_time.is_none()
-        && before.attempts.unwrap_or(0) == 0
-        // A silence or an approval just recorded is written at once.
-        && next.silence == before.silence
-        && next.approval == before.approval
-        && next.phase == Some(RunPhase::Running)
-        && next.jobs.iter().all(|j| j.phase != JobPhase::Failed)
-        && waited < jiff::SignedDuration::try_from(RECORD_WAIT_MAX).unwrap_or_default()
-        && ctx.others_creating(uid)
 }
 
 /// The Run's Jobs that exist, by name, from the watch: owned by the Run or, for

@@ -237,8 +237,7 @@ async fn a_burst_of_occurrences_gives_a_few_events_and_one_summary() {
         assert_eq!(body["created"], 1, "{body}");
     }
     let jobs = s.wait_jobs(OCCURRENCES).await;
-    // While the burst's Jobs are created the Runs' records of their start may
-    // wait; none is left unwritten.
+    // Every Run of the burst records its start and its Job.
     for run in s.wait_runs(OCCURRENCES).await {
         let name = run.metadata.name.clone().unwrap_or_default();
         let run = s.wait_run_phase(&name, RunPhase::Running).await;
