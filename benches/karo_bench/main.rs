@@ -1,17 +1,22 @@
 //! Karo's benchmarks (issue 8): `make bench`, or
-//! `cargo bench --bench karo_bench -- [all|pure|cluster|large]`.
+//! `cargo bench --bench karo_bench -- [all|pure|cluster|large|scale|p99]`.
 //!
 //! Measures, never asserts a time: every Karo figure is printed next to a baseline
 //! measured in the same run, with their ratio, in a Markdown table (also written to
 //! `target/karo-bench/results.md`). Behaviour checks (the Job counts) make the run fail.
 //!
 //! - `pure`: (1) ingest and match, (6) render; in process, one thread.
-//! - `cluster`: (2) alert to Job, (2b) the API writes of a Run's life, (3) duplicate
-//!   storm, (4) memory, (5) reload;
+//! - `cluster`: (2) alert to Job (three rounds per size), (2b) the API writes of a
+//!   Run's life, (3) duplicate storm, (4) memory, (5) reload;
 //!   against a local etcd + kube-apiserver and the release `karo` binary.
 //! - `large`: (7) peak memory with many large notifications in parallel, with
 //!   `http.maxConcurrentNotifications` at its default and raised; its own control
 //!   plane and Karo processes.
+//! - `scale`: (8) 1, 2 and 3 `karo run` replicas behind a round-robin TCP proxy:
+//!   notifications to Jobs per second, exactly once under redelivery; its own
+//!   control plane.
+//! - `p99`: (9) webhook latency of 1000-alert notifications, one after another and
+//!   two at once; its own control plane.
 //! - `--profile ingest|render`: only the hot loop of (1) or (6), untimed, to run
 //!   under `valgrind --tool=callgrind` (see BENCHMARKS.md).
 
@@ -61,12 +66,14 @@ fn run() -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let what = args.first().map(String::as_str).unwrap_or("all");
-    let (pure_part, cluster_part, large_part) = match what {
-        "all" => (true, true, true),
-        "pure" => (true, false, false),
-        "cluster" => (false, true, false),
-        "large" => (false, false, true),
-        other => bail!("unknown part {other:?}: all, pure, cluster or large"),
+    let (pure_part, cluster_part, large_part, scale_part, p99_part) = match what {
+        "all" => (true, true, true, true, true),
+        "pure" => (true, false, false, false, false),
+        "cluster" => (false, true, false, false, false),
+        "large" => (false, false, true, false, false),
+        "scale" => (false, false, false, true, false),
+        "p99" => (false, false, false, false, true),
+        other => bail!("unknown part {other:?}: all, pure, cluster, large, scale or p99"),
     };
 
     let header = machine();
@@ -79,7 +86,9 @@ fn run() -> Result<ExitCode> {
         pure::render(&mut report)?;
         pure::memory_of_reactions(&mut report)?;
     }
-    if (cluster_part || large_part) && std::env::var_os("KARO_BENCH_BIN").is_none() {
+    if (cluster_part || large_part || scale_part || p99_part)
+        && std::env::var_os("KARO_BENCH_BIN").is_none()
+    {
         report.note(format!(
             "KARO_BENCH_BIN unset: measured the karo binary Cargo built for the bench ({}), not the `cargo build --release` one; `make bench` sets it",
             support::karo_bin().display()
@@ -96,6 +105,12 @@ fn run() -> Result<ExitCode> {
     }
     if large_part {
         runtime()?.block_on(cluster::large_notifications(&mut report))?;
+    }
+    if scale_part {
+        runtime()?.block_on(cluster::replicas(&mut report))?;
+    }
+    if p99_part {
+        runtime()?.block_on(cluster::big_notification_latency(&mut report))?;
     }
     report.note(format!(
         "whole run: {:.0} s; load average at the end: {}",

@@ -85,3 +85,35 @@ pub fn mib(kib: u64) -> String {
 pub fn yes_no(met: bool) -> String {
     if met { "yes" } else { "**no**" }.to_string()
 }
+
+/// (median, min, max) of `values`.
+pub fn median_range(values: &[f64]) -> (f64, f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (median(values), min, max)
+}
+
+/// `8.56 s (8.10–9.20 s)`: the median of `values` and their range.
+pub fn dur_range(values: &[Duration]) -> String {
+    let secs: Vec<f64> = values.iter().map(Duration::as_secs_f64).collect();
+    let (m, lo, hi) = median_range(&secs);
+    let d = |s: f64| dur(Duration::from_secs_f64(s.max(0.0)));
+    format!("{} ({}–{})", d(m), d(lo), d(hi))
+}
+
+/// `82/s (75–90/s)`: the median rate and its range.
+pub fn rate_range(per_second: &[f64]) -> String {
+    let (m, lo, hi) = median_range(per_second);
+    format!("{} ({}–{})", rate(m), group(lo.round() as u64), rate(hi))
+}
+
+/// `2.16x (2.01–2.40x)`: the median ratio and its range.
+pub fn ratio_range(values: &[f64]) -> String {
+    let (m, lo, hi) = median_range(values);
+    format!(
+        "{} ({}–{})",
+        ratio(m),
+        ratio(lo).trim_end_matches('x'),
+        ratio(hi)
+    )
+}

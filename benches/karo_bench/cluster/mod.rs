@@ -1,6 +1,8 @@
 //! Against the real local API server (etcd + kube-apiserver 1.20 on loopback) and
 //! the release `karo` binary: (2) alert to Job and (2b) the API writes of a Run's
-//! life, (3) duplicate storm, (4) memory, (5) reload. Every Karo figure has its
+//! life, (3) duplicate storm, (4) memory, (5) reload; (8) replicas behind a
+//! round-robin proxy (`scale.rs`) and (9) the latency of 1000-alert notifications
+//! (`latency.rs`), each with a control plane of its own. Every Karo figure has its
 //! baseline measured here, in the same run.
 
 use std::os::unix::fs::symlink;
@@ -34,6 +36,11 @@ const JOBS: usize = 1000;
 const IN_FLIGHT: usize = 8;
 /// Alerts per notification in (2).
 const E2E_SIZES: [usize; 3] = [1, 10, 100];
+/// Rounds of (2) per size, each its direct baseline then Karo, one after the other
+/// (direct, Karo, direct, Karo, ...), in fresh namespaces; (2b) follows the first
+/// round only (its write counts do not vary, and each (2b) takes about 50 s). A round
+/// is about 15 to 40 s, so (2) is about 5 to 6 minutes in all.
+const E2E_ROUNDS: usize = 3;
 /// Deliveries of the same notification in (3).
 const STORM: usize = 1000;
 /// ConfigMap swaps (and direct reloads) in (5).
@@ -53,15 +60,20 @@ const FINISH_CONCURRENCY: usize = 32;
 
 mod count;
 mod large;
+mod latency;
 mod phases;
 mod probe;
 mod process;
+mod scale;
 
 use count::Counter;
 pub use large::run as large_notifications;
+pub use latency::run as big_notification_latency;
+use phases::E2eRound;
 use probe::*;
 pub use process::karo_bin;
 use process::*;
+pub use scale::run as replicas;
 
 struct Bench {
     cp: ControlPlane,
@@ -85,26 +97,14 @@ pub async fn run(report: &mut Report) -> Result<()> {
         "control plane: etcd 3.4 + kube-apiserver 1.20 on loopback, started with the CRD in {}",
         stats::dur(begun.elapsed())
     ));
-    let mut b = Bench {
-        client: cp.client().await,
-        cp,
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .timeout(Duration::from_secs(120))
-            .build()?,
-        apiserver_http: reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .timeout(Duration::from_secs(30))
-            .build()?,
-        renderer: Renderer::new(),
-        skeleton: Skeleton::builtin().map_err(anyhow::Error::msg)?,
-        karo_namespaces: Vec::new(),
-        loaded: 0,
-    };
-    // Namespaces are fixed at Karo's start, so they are made first.
+    let mut b = Bench::new(cp).await?;
+    // Namespaces are fixed at Karo's start, so they are made first: one per round
+    // of each size of (2).
     for n in E2E_SIZES {
-        let ns = b.cp.namespace(&format!("karo-{n}")).await;
-        b.karo_namespaces.push(ns);
+        for r in 0..E2E_ROUNDS {
+            let ns = b.cp.namespace(&format!("karo-{n}-{r}")).await;
+            b.karo_namespaces.push(ns);
+        }
     }
     let ns = b.cp.namespace("storm-karo").await;
     b.karo_namespaces.push(ns);
@@ -126,17 +126,22 @@ pub async fn run(report: &mut Report) -> Result<()> {
     let mut during = 0;
     let mut restarts = 0;
     for (i, n) in E2E_SIZES.into_iter().enumerate() {
-        let ns = b.karo_namespaces[i].clone();
-        let settled = b.alert_to_job(&karo, n, &ns, report).await?;
-        during = during.max(memory(karo.pid())?.0);
-        if !settled {
-            restarts += 1;
-            karo = b
-                .restart_karo(karo, &cm, &format!("karo-e2e-{restarts}"), report)
-                .await?;
+        let mut rounds: Vec<E2eRound> = Vec::new();
+        for r in 0..E2E_ROUNDS {
+            let ns = b.karo_namespaces[i * E2E_ROUNDS + r].clone();
+            let (round, settled) = b.alert_to_job(&karo, n, &ns, r, report).await?;
+            rounds.push(round);
+            during = during.max(memory(karo.pid())?.0);
+            if !settled {
+                restarts += 1;
+                karo = b
+                    .restart_karo(karo, &cm, &format!("karo-e2e-{restarts}"), report)
+                    .await?;
+            }
         }
+        phases::alert_to_job_row(n, &rounds, report);
     }
-    let ns = b.karo_namespaces[E2E_SIZES.len()].clone();
+    let ns = b.karo_namespaces[E2E_SIZES.len() * E2E_ROUNDS].clone();
     if !b.storm(&karo, &ns, report).await? {
         restarts += 1;
         karo = b
@@ -180,6 +185,26 @@ pub async fn run(report: &mut Report) -> Result<()> {
 }
 
 impl Bench {
+    /// The benchmark's clients of `cp`, no Karo namespace yet.
+    async fn new(cp: ControlPlane) -> Result<Bench> {
+        Ok(Bench {
+            client: cp.client().await,
+            cp,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .timeout(Duration::from_secs(120))
+                .build()?,
+            apiserver_http: reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            renderer: Renderer::new(),
+            skeleton: Skeleton::builtin().map_err(anyhow::Error::msg)?,
+            karo_namespaces: Vec::new(),
+            loaded: 0,
+        })
+    }
+
     /// Stops `karo` (keeping its log as `<name>.log`), waits for the API server to
     /// settle, and starts a new Karo with the same config, its reactions loaded.
     async fn restart_karo(
