@@ -4,18 +4,18 @@
 //! turns a burst into updates of one hot object, which costs the API server far
 //! more than the Jobs themselves.
 //!
-//! Bursts are bounded twice. Per notification ([`NotificationEvents`]), and per
-//! object and reason over time ([`Coalescer`]): in any [`WINDOW`], the first
-//! [`BURST`] Events of one reason about one reaction are published one by one,
-//! and the rest become one summary Event at the window's end. At the rate of a
+//! Bursts are bounded per object and reason over time ([`Coalescer`]): in any
+//! [`WINDOW`], the first [`BURST`] Events of one reason about one reaction are
+//! published one by one, and the rest become one summary Event at the window's
+//! end, whether they came in one notification or in many. At the rate of a
 //! person's alerts every Event is published as it comes; in a storm, Events
 //! cost a handful of writes per reaction and window instead of one or two per
 //! occurrence. When the queue is full, further Events are dropped and counted;
 //! the log has them all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -36,8 +36,6 @@ use crate::daemon::metrics::{ErrorKind, Metrics};
 const QUEUE: usize = 1024;
 /// Events created at once.
 const IN_FLIGHT: usize = 4;
-/// Events published one by one per reaction and reason in one notification.
-const EVENTS_PER_REASON: usize = 5;
 /// Events of one reason about one object published one by one per [`WINDOW`].
 const BURST: u32 = 5;
 /// The window of [`BURST`]; the rest of a window's Events are summed up at its end.
@@ -327,71 +325,6 @@ fn event_name(object: &str) -> String {
 
 /// `reportingController` of Karo's Events.
 pub const REPORTER: &str = "karo.io/karo";
-
-/// Events of one notification. A storm of alerts must not become a storm of
-/// Events: per reaction and reason, the first few are published one by one and
-/// the rest are summed up in one more.
-pub struct NotificationEvents {
-    sender: EventSender,
-    counts: Mutex<BTreeMap<EventKey, EventCount>>,
-}
-
-/// Namespace, name and reason.
-type EventKey = (String, String, &'static str);
-/// How many, for which reaction, of which type.
-type EventCount = (usize, Arc<CompiledReaction>, EventType);
-
-impl NotificationEvents {
-    pub fn new(sender: EventSender) -> Self {
-        NotificationEvents {
-            sender,
-            counts: Mutex::default(),
-        }
-    }
-
-    /// Publishes without holding up the webhook's answer.
-    pub fn publish(
-        &self,
-        reaction: &Arc<CompiledReaction>,
-        type_: EventType,
-        reason: &'static str,
-        note: String,
-    ) {
-        let n = {
-            let mut counts = match self.counts.lock() {
-                Ok(c) => c,
-                Err(p) => p.into_inner(),
-            };
-            let entry = counts
-                .entry((reaction.namespace.clone(), reaction.name.clone(), reason))
-                .or_insert((0, reaction.clone(), type_));
-            entry.0 += 1;
-            entry.0
-        };
-        if n <= EVENTS_PER_REASON {
-            self.sender.about(reaction, type_, reason, note);
-        }
-    }
-
-    /// One summary Event per reaction and reason that went over the budget.
-    pub fn finish(self) {
-        let counts = match self.counts.into_inner() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        for ((_, _, reason), (n, reaction, type_)) in counts {
-            if n > EVENTS_PER_REASON {
-                let more = n - EVENTS_PER_REASON;
-                self.sender.about(
-                    &reaction,
-                    type_,
-                    reason,
-                    format!("{more} more {reason} events for this notification ({n} in all); see Karo's log for each Job"),
-                );
-            }
-        }
-    }
-}
 
 /// `s` cut to at most `max` bytes, at a character boundary.
 pub fn truncate(mut s: String, max: usize) -> String {

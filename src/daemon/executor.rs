@@ -27,7 +27,7 @@ use crate::core::reaction::CompiledReaction;
 use crate::core::render::Renderer;
 use crate::core::run::{self as runs};
 use crate::core::snapshot::Snapshot;
-use crate::daemon::events::{EventSender, NotificationEvents};
+use crate::daemon::events::EventSender;
 use crate::daemon::index::ReactionIndex;
 use crate::daemon::metrics::{ErrorKind, Metrics, SkipReason};
 use crate::daemon::status::{StatusDelta, StatusHandle};
@@ -203,11 +203,10 @@ impl Executor {
         }
 
         let limit = snapshot.config.limits.max_concurrent_creates.max(1);
-        let events = NotificationEvents::new(self.events.clone());
+        let events = &self.events;
         let retention = snapshot.config.runs.retention();
         let results: Vec<(Arc<CompiledReaction>, Outcome)> = futures::stream::iter(tasks)
             .map(|task| {
-                let events = &events;
                 let notification = &notification;
                 async move {
                     match task {
@@ -237,7 +236,6 @@ impl Executor {
             .buffer_unordered(limit)
             .collect()
             .await;
-        events.finish();
         self.record(results, &mut summary);
         for (retry, message) in self.mark_resolved(&notification, resolved, limit).await {
             summary.retry |= retry;
@@ -343,7 +341,7 @@ impl Executor {
         reaction: &Arc<CompiledReaction>,
         run: AlertReactionRun,
         alert: &Alert,
-        events: &NotificationEvents,
+        events: &EventSender,
         retention: std::time::Duration,
     ) -> Outcome {
         let name = run.metadata.name.clone().unwrap_or_default();
@@ -365,7 +363,7 @@ impl Executor {
                     self.metrics.jobs_dry_run.inc();
                     let yaml = serde_yaml::to_string(&action.job).unwrap_or_default();
                     info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action.name, fingerprint = %alert.fingerprint, run = %name, job = %action.job_name, "dry run: Job rendered, not created\n{yaml}");
-                    events.publish(
+                    events.about(
                         reaction,
                         EventType::Normal,
                         "Skipped",
@@ -391,7 +389,7 @@ impl Executor {
             Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
                 self.metrics.jobs_deduplicated.inc();
                 info!(reaction = %reaction.name, namespace = %reaction.namespace, fingerprint = %alert.fingerprint, run = %name, "Run exists already: repeated delivery");
-                events.publish(
+                events.about(
                     reaction,
                     EventType::Normal,
                     "Deduplicated",
@@ -417,7 +415,7 @@ impl Executor {
                 });
                 warn!(reaction = %reaction.name, namespace = %reaction.namespace, fingerprint = %alert.fingerprint, run = %name, error = %e, retryable, "cannot create Run");
                 if !retryable {
-                    events.publish(
+                    events.about(
                         reaction,
                         EventType::Warning,
                         "Failed",
@@ -525,7 +523,7 @@ impl Executor {
         reaction: &Arc<CompiledReaction>,
         alert: &Alert,
         action: ActionPlan,
-        events: &NotificationEvents,
+        events: &EventSender,
     ) -> Outcome {
         let ActionPlan {
             action,
@@ -537,7 +535,7 @@ impl Executor {
             Step::Suspended => {
                 m.skipped(SkipReason::Suspended);
                 info!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, job = %job_name, "Job skipped (suspended): the reaction is suspended");
-                events.publish(
+                events.about(
                     reaction,
                     EventType::Normal,
                     "Skipped",
@@ -552,7 +550,7 @@ impl Executor {
                 m.render_failures.inc();
                 m.error(ErrorKind::Render);
                 warn!(reaction = %reaction.name, namespace = %reaction.namespace, action = %action, fingerprint = %alert.fingerprint, error = %e, "cannot render Job");
-                events.publish(
+                events.about(
                     reaction,
                     EventType::Warning,
                     "Failed",
